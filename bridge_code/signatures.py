@@ -1,0 +1,126 @@
+"""Webhook signature verification for both inbound routes, before any JSON is trusted.
+
+Order of checks (as stripe-python does it): parse the header, compute the expected digest
+for every candidate secret (rotation), compare in constant time, check the timestamp, and
+only then let the caller parse the body. Every failure raises `SignatureError` with its own
+message; messages never contain a secret or a digest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from collections.abc import Sequence
+
+USERFLOW_TOLERANCE_SECONDS = 300
+
+
+class SignatureError(Exception):
+    """The request is not proven to come from the sender; the message says why."""
+
+
+def _hex_digest(secret: str, payload: bytes, algorithm: str) -> str:
+    return hmac.new(secret.encode("utf-8"), payload, algorithm).hexdigest()
+
+
+def _matches_any(candidates: Sequence[str], secrets: Sequence[str], payloads: Sequence[bytes],
+                 algorithm: str) -> bool:
+    # Compare against every secret and payload without stopping early, so the time taken does
+    # not tell which secret (old or new) was close.
+    found = False
+    for secret in secrets:
+        for payload in payloads:
+            expected = _hex_digest(secret, payload, algorithm)
+            for candidate in candidates:
+                found |= hmac.compare_digest(expected, candidate.strip().lower())
+    return found
+
+
+def _first_element_bytes(raw_body: bytes) -> list[bytes]:
+    """Byte strings a batched Segment delivery may have signed: its first element.
+
+    Segment signs the first event serialized alone (JSON.stringify). We accept either the
+    compact re-serialization of the parsed element or its raw bytes as sent, because which of
+    the two the sender hashed is not documented precisely.
+    """
+    text = raw_body.decode("utf-8")
+    decoder = json.JSONDecoder()
+    start = text.index("[") + 1
+    while start < len(text) and text[start] in " \t\r\n":
+        start += 1
+    first, end = decoder.raw_decode(text, start)
+    raw = text[start:end].encode("utf-8")
+    compact = json.dumps(first, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return [compact] if compact == raw else [compact, raw]
+
+
+def verify_segment_signature(raw_body: bytes, header: str | None,
+                             secrets: Sequence[str]) -> None:
+    """Check `X-Signature` = hex HMAC-SHA1(shared secret, body) for single or batched bodies."""
+    if not secrets:
+        raise SignatureError("no shared secret is configured")
+    if header is None or not header.strip():
+        raise SignatureError("missing X-Signature header")
+    candidate = header.strip()
+    if len(candidate) != 40 or any(c not in "0123456789abcdefABCDEF" for c in candidate):
+        raise SignatureError("malformed X-Signature header: expected 40 hex characters")
+    payloads = [raw_body]
+    if raw_body.lstrip()[:1] == b"[":
+        # Not a parsable array: only the whole-body signature can match, and the JSON error
+        # is reported after authentication.
+        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
+            payloads += _first_element_bytes(raw_body)
+    if not _matches_any([candidate], secrets, payloads, "sha1"):
+        raise SignatureError("X-Signature does not match the body")
+
+
+def parse_userflow_header(header: str) -> tuple[int, list[str]]:
+    """Split `t=<unix>,v1=<hex>[,v1=<hex>...]` into the timestamp and the v1 candidates."""
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            if not value.strip().isdigit():
+                raise SignatureError("malformed Userflow-Signature header: t is not a number")
+            timestamp = int(value.strip())
+        elif key == "v1" and value.strip():
+            candidates.append(value.strip())
+    if timestamp is None:
+        raise SignatureError("malformed Userflow-Signature header: no t= timestamp")
+    if not candidates:
+        raise SignatureError("malformed Userflow-Signature header: no v1= signature")
+    return timestamp, candidates
+
+
+def verify_userflow_signature(raw_body: bytes, header: str | None, secrets: Sequence[str],
+                              now: float,
+                              tolerance: int = USERFLOW_TOLERANCE_SECONDS) -> None:
+    """Check `Userflow-Signature`: v1 = hex HMAC-SHA256(secret, f"{t}.{raw_body}")."""
+    if not secrets:
+        raise SignatureError("no webhook secret is configured")
+    if header is None or not header.strip():
+        raise SignatureError("missing Userflow-Signature header")
+    timestamp, candidates = parse_userflow_header(header)
+    payload = str(timestamp).encode("ascii") + b"." + raw_body
+    if not _matches_any(candidates, secrets, [payload], "sha256"):
+        raise SignatureError("no v1 signature in Userflow-Signature matches the body")
+    # Checked after the digest so a forged header learns nothing from which check failed
+    # first; a genuine but old signature is a replay.
+    if abs(now - timestamp) > tolerance:
+        raise SignatureError(
+            f"Userflow-Signature timestamp is outside the {tolerance} s tolerance")
+
+
+def sign_segment(raw_body: bytes, secret: str) -> str:
+    """The X-Signature a Segment sender puts on a body (used by tests and the bench)."""
+    return _hex_digest(secret, raw_body, "sha1")
+
+
+def sign_userflow(raw_body: bytes, secret: str, timestamp: int) -> str:
+    """The Userflow-Signature header value for a body (used by tests and the bench)."""
+    payload = str(timestamp).encode("ascii") + b"." + raw_body
+    return f"t={timestamp},v1={_hex_digest(secret, payload, 'sha256')}"
