@@ -9,6 +9,7 @@ export PATH := $(CURDIR)/.tools/pulumi:$(PATH)
 
 setup: .venv/.installed
 	@bash scripts/ensure-engine.sh
+	@bash scripts/ensure-actionlint.sh
 
 .venv/.installed: requirements.txt
 	@test -x $(PY) || python3 -m venv .venv

@@ -56,20 +56,37 @@ MOD
     && go build -trimpath -ldflags "$ldflags" -o "$dest/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 fi
 
-# The Python language host has no version tags of its own: use the commit of the sdk tag.
+# The Python language host has no version tags of its own: try the commit of the sdk tag. The
+# proxy refuses that module at every version seen so far; then our own host
+# (scripts/pulumi_language_python.py: same gRPC protocol, on the SDK's own stubs) is installed.
 if [ ! -x "$dest/pulumi-language-python" ]; then
-  log "building pulumi-language-python for sdk v$PULUMI_VERSION"
-  rev="$(cd "$build/cli" && go list -m -json "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Origin",{}).get("Hash",""))')"
-  if [ -z "$rev" ]; then rev="sdk/v$PULUMI_VERSION"; fi
+  rev=""
+  for mod in sdk pkg; do
+    rev="$(cd "$build/cli" && go list -m -json "github.com/pulumi/pulumi/$mod/v3@v$PULUMI_VERSION" \
+          | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Origin",{}).get("Hash",""))')"
+    [ -n "$rev" ] && break
+  done
   cat > "$build/langhost/go.mod" <<MOD
 module local/pulumi-language-python
 
 go 1.25
 MOD
-  (cd "$build/langhost" \
-    && go get "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3@$rev" "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" \
-    && go build -trimpath -ldflags "$ldflags" -o "$dest/pulumi-language-python" github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3)
+  if [ -n "$rev" ] && (cd "$build/langhost" \
+      && go get "github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3@$rev" \
+                "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" \
+      && go build -trimpath -ldflags "$ldflags" -o "$dest/pulumi-language-python" \
+                github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3) 2>"$build/langhost.log"; then
+    log "built pulumi-language-python from the Go module proxy"
+  else
+    log "the Go module proxy does not serve pulumi-language-python; installing scripts/pulumi_language_python.py"
+    cat > "$dest/pulumi-language-python" <<SH
+#!/bin/sh
+# Pulumi's Python language host is not on the Go module proxy; this one speaks its protocol.
+PULUMI_LANGUAGE_PYTHON_EXEC="$dest/pulumi-language-python-exec" export PULUMI_LANGUAGE_PYTHON_EXEC
+exec "$root/.venv/bin/python" "$root/scripts/pulumi_language_python.py" "\$@"
+SH
+    chmod 0755 "$dest/pulumi-language-python"
+  fi
 fi
 
 # The two scripts the engine expects next to its binaries live in the sdk module's python/ folder.
