@@ -62,37 +62,37 @@ def python_for(root: Path, options: dict[str, Any]) -> str:
     return os.environ.get("PULUMI_PYTHON_CMD", sys.executable)
 
 
-class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ignore[misc]
+class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     def __init__(self, engine_address: str, exec_shim: Path) -> None:
         self.engine_address = engine_address
         self.exec_shim = exec_shim
 
-    def Handshake(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def Handshake(self, request: Any, context: Any) -> Any:
         if request.engine_address:
             self.engine_address = request.engine_address
         return language_pb2.LanguageHandshakeResponse()
 
-    def GetPluginInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetPluginInfo(self, request: Any, context: Any) -> Any:
         return plugin_pb2.PluginInfo(version=engine_version())
 
-    def GetRequiredPlugins(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetRequiredPlugins(self, request: Any, context: Any) -> Any:
         return language_pb2.GetRequiredPluginsResponse()
 
-    def GetRequiredPackages(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetRequiredPackages(self, request: Any, context: Any) -> Any:
         return language_pb2.GetRequiredPackagesResponse()
 
-    def GetProgramDependencies(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetProgramDependencies(self, request: Any, context: Any) -> Any:
         return language_pb2.GetProgramDependenciesResponse()
 
-    def About(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def About(self, request: Any, context: Any) -> Any:
         return language_pb2.AboutResponse(executable=sys.executable,
                                           version=sys.version.split()[0])
 
-    def InstallDependencies(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def InstallDependencies(self, request: Any, context: Any) -> Any:
         # `make setup` owns the virtualenv; nothing to stream back.
         return iter(())
 
-    def Run(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Run(self, request: Any, context: Any) -> Any:
         info = request.info if request.HasField("info") else None
         root = Path(info.root_directory if info and info.root_directory else request.pwd or ".")
         try:
@@ -131,7 +131,7 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ig
         return language_pb2.RunResponse(
             error=f"Program exited with non-zero exit code: {proc.returncode}")
 
-    def Cancel(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Cancel(self, request: Any, context: Any) -> Any:
         return empty_pb2.Empty()
 
 
