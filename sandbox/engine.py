@@ -174,6 +174,8 @@ class Engine:
         env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] = "true"
         # The engine's own colour and progress codes would garble streamed lines.
         env["NO_COLOR"] = "1"
+        # Unlocks `--event-log` (how the Automation API reads summaries, too).
+        env["PULUMI_DEBUG_COMMANDS"] = "true"
         if self.isolated:
             assert self.state_dir is not None
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +227,7 @@ class Engine:
         try:
             for line in proc.stdout:
                 out_lines.append(line)
-                if stream and not sensitive and self.on_line is not None and line.strip():
+                if stream and not sensitive and self.on_line is not None and _shown(line):
                     self.on_line(line.rstrip("\n"))
             proc.wait()
         finally:
@@ -341,7 +343,15 @@ class Engine:
     def state_file(self, stack: str) -> Path:
         """The file backend's JSON for the stack (isolated engines only)."""
         assert self.state_dir is not None, "only an isolated engine has a state dir"
-        return self.state_dir / ".pulumi" / "stacks" / PROJECT_NAME / f"{stack}.json"
+        project = yaml.safe_load((self.project_dir / "Pulumi.yaml").read_text(encoding="utf-8"))
+        name = str(project.get("name", PROJECT_NAME))
+        return self.state_dir / ".pulumi" / "stacks" / name / f"{stack}.json"
+
+
+def _shown(line: str) -> bool:
+    """Worth streaming: not blank, not the non-interactive spinner (`@ updating....`)."""
+    text = line.strip()
+    return bool(text) and not text.startswith("@ ")
 
 
 def _tail(text: str, lines: int) -> str:
