@@ -1,0 +1,505 @@
+"""The shared skeleton of the sandbox emulators: a threaded stdlib HTTP server, the request log,
+injectable faults, the `/__sandbox__/` inspection routes, seedable ids and the background
+delivery workers (retries on a compressed clock) that send webhooks.
+
+Each emulator subclasses `Emulator` and supplies only its API: `handle_api`, how an injected
+fault looks on its wire (`fault_response`), its state snapshot and its reset.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import random
+import string
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+SANDBOX_PREFIX = "/__sandbox__/"
+JSON_TYPE = "application/json"
+
+JsonObject = dict[str, Any]
+
+
+def utc_now_iso() -> str:
+    """ISO 8601 with milliseconds and a `Z`, as both vendors print timestamps."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def compact_json(value: Any) -> bytes:
+    """`JSON.stringify` bytes: no spaces, non-ASCII kept, key order kept (the signing form)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request as the emulator sees it; headers are case-insensitive (email.Message)."""
+
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: Message
+    body: bytes
+
+    def header(self, name: str, default: str = "") -> str:
+        value = self.headers.get(name)
+        return default if value is None else str(value)
+
+    @property
+    def content_type(self) -> str:
+        return self.header("Content-Type").split(";")[0].strip().lower()
+
+    def query_value(self, name: str) -> str | None:
+        for key, value in self.query:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    content_type: str = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(
+    status: int, payload: Any, content_type: str = JSON_TYPE, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    return HttpResponse(status, compact_json(payload), content_type, dict(headers or {}))
+
+
+class ApiError(Exception):
+    """Raised inside a handler to answer with a ready-made response."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@dataclass
+class Fault:
+    """`POST /__sandbox__/faults`: the next `count` matching requests fail or are delayed."""
+
+    path_prefix: str
+    count: int
+    status: int | None = None
+    method: str | None = None
+    retry_after: float | None = None
+    delay_s: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Fault:
+        prefix = data.get("path_prefix")
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ValueError("path_prefix must be a path starting with '/'")
+        status = data.get("status")
+        if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
+            raise ValueError("status must be an HTTP status code")
+        delay = data.get("delay_s", 0.0)
+        if status is None and not delay:
+            raise ValueError("give a status, a delay_s, or both")
+        count = data.get("count", 1)
+        if not isinstance(count, int) or count < 1:
+            raise ValueError("count must be a positive integer")
+        method = data.get("method")
+        retry_after = data.get("retry_after")
+        return cls(
+            path_prefix=prefix,
+            count=count,
+            status=status,
+            method=str(method).upper() if method else None,
+            retry_after=float(retry_after) if retry_after is not None else None,
+            delay_s=float(delay),
+        )
+
+    def matches(self, request: HttpRequest) -> bool:
+        if self.method and self.method != request.method:
+            return False
+        return request.path.startswith(self.path_prefix)
+
+
+class IdFactory:
+    """Seedable ids and secrets: the same seed gives the same sequence, run after run.
+
+    Sandbox values only, hence `random.Random` rather than `secrets`: determinism is the point.
+    """
+
+    ALPHABET = string.ascii_letters + string.digits
+
+    def __init__(self, seed: int | None) -> None:
+        self._seed = seed
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._rng = random.Random(self._seed)
+
+    def token(self, length: int, alphabet: str = ALPHABET) -> str:
+        with self._lock:
+            return "".join(self._rng.choice(alphabet) for _ in range(length))
+
+    def hex(self, length: int) -> str:
+        return self.token(length, "0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries on a compressed clock: `backoff_s * 2**(attempt-1)` between attempts."""
+
+    max_attempts: int = 5
+    backoff_s: float = 0.2
+    timeout_s: float = 10.0
+
+
+@dataclass
+class OutboundRequest:
+    """One webhook to send (and resend): everything but the attempt number is fixed."""
+
+    delivery_id: str
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: bytes
+    retryable: Callable[[int | None], bool]
+    meta: JsonObject = field(default_factory=dict)
+
+
+class DeliveryWorkers:
+    """Sends outbound webhooks on background threads, never on the request's thread.
+
+    Every attempt is recorded through `record` (status, attempt number, latency, error);
+    `pending` counts deliveries not yet finished so tests can wait for quiet.
+    """
+
+    def __init__(
+        self, policy: RetryPolicy, record: Callable[[JsonObject], None], workers: int = 8
+    ) -> None:
+        self.policy = policy
+        self._record = record
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emu-delivery")
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def submit(self, outbound: OutboundRequest) -> None:
+        with self._lock:
+            self._pending += 1
+        self._pool.submit(self._run, outbound)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, outbound: OutboundRequest) -> None:
+        try:
+            for attempt in range(1, self.policy.max_attempts + 1):
+                if self._stopping.is_set():
+                    return
+                status = self._attempt(outbound, attempt)
+                if status is not None and 200 <= status < 300:
+                    return
+                if not outbound.retryable(status) or attempt == self.policy.max_attempts:
+                    return
+                if self._stopping.wait(self.policy.backoff_s * 2 ** (attempt - 1)):
+                    return
+        finally:
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def _attempt(self, outbound: OutboundRequest, attempt: int) -> int | None:
+        request = urllib.request.Request(  # noqa: S310 - URLs come from subscriptions the test made
+            outbound.url, data=outbound.body, method=outbound.method, headers=outbound.headers
+        )
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        try:
+            with urllib.request.urlopen(request, timeout=self.policy.timeout_s) as reply:  # noqa: S310
+                status = int(reply.status)
+                reply.read()
+        except urllib.error.HTTPError as exc:
+            status = int(exc.code)
+        except (OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        self._record(
+            {
+                "delivery_id": outbound.delivery_id,
+                "attempt": attempt,
+                "url": outbound.url,
+                "method": outbound.method,
+                "status": status,
+                "error": error,
+                "latency_ms": round((time.monotonic() - started) * 1000, 1),
+                "at": utc_now_iso(),
+                **outbound.meta,
+            }
+        )
+        return status
+
+
+class Emulator(abc.ABC):
+    """An in-memory API on 127.0.0.1 with the shared `/__sandbox__/` routes."""
+
+    name: str = "emulator"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        seed: int | None = 0,
+        delivery_attempts: int = 5,
+        delivery_backoff_s: float = 0.2,
+        delivery_timeout_s: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ids = IdFactory(seed)
+        self.lock = threading.RLock()
+        self.deliveries = DeliveryWorkers(
+            RetryPolicy(delivery_attempts, delivery_backoff_s, delivery_timeout_s),
+            self._record_delivery,
+        )
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._faults: list[Fault] = []
+        self._requests: list[JsonObject] = []
+        self._delivery_log: list[JsonObject] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever, name=f"{self.name}-http", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self.deliveries.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def serve_until_interrupted(self) -> int:
+        """The CLI's main loop: announce readiness on one stdout line, serve until Ctrl-C."""
+        self.start()
+        print(f"READY {self.name} {self.url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+        return 0
+
+    # -- what subclasses provide ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def handle_api(self, request: HttpRequest) -> HttpResponse:
+        """Answer one request of the emulated API."""
+
+    @abc.abstractmethod
+    def fault_response(self, fault: Fault, request: HttpRequest) -> HttpResponse:
+        """An injected failure in this API's own error format."""
+
+    @abc.abstractmethod
+    def state(self) -> JsonObject:
+        """Everything stored, for `GET /__sandbox__/state`."""
+
+    @abc.abstractmethod
+    def reset_state(self) -> None:
+        """Forget everything stored (called with the lock held)."""
+
+    def request_kind(self, request: HttpRequest) -> str:
+        """A label for the request log (Segment tells its Public and Tracking APIs apart)."""
+        return "api"
+
+    def handle_sandbox_extra(self, request: HttpRequest, route: str) -> HttpResponse | None:
+        """Emulator-specific `/__sandbox__/` routes; `None` when the route is not one."""
+        return None
+
+    # -- shared plumbing -----------------------------------------------------------------------
+
+    def delivery_log(self) -> list[JsonObject]:
+        with self.lock:
+            return [dict(entry) for entry in self._delivery_log]
+
+    def request_log(self, kind: str | None = None) -> list[JsonObject]:
+        with self.lock:
+            return [dict(e) for e in self._requests if kind is None or e["kind"] == kind]
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self._faults.append(fault)
+
+    def reset(self) -> None:
+        with self.lock:
+            self._faults.clear()
+            self._requests.clear()
+            self._delivery_log.clear()
+            self.ids.reset()
+            self.reset_state()
+
+    def _record_delivery(self, entry: JsonObject) -> None:
+        with self.lock:
+            self._delivery_log.append(entry)
+
+    def _take_fault(self, request: HttpRequest) -> Fault | None:
+        with self.lock:
+            for fault in self._faults:
+                if fault.matches(request):
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def dispatch(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(SANDBOX_PREFIX):
+            return self._handle_sandbox(request)
+        fault = self._take_fault(request)
+        if fault is not None and fault.delay_s:
+            time.sleep(fault.delay_s)
+        try:
+            if fault is not None and fault.status is not None:
+                response = self.fault_response(fault, request)
+            else:
+                response = self.handle_api(request)
+        except ApiError as exc:
+            response = exc.response
+        with self.lock:
+            self._requests.append(
+                {
+                    "seq": len(self._requests) + 1,
+                    "kind": self.request_kind(request),
+                    "method": request.method,
+                    "path": request.path,
+                    "query": [list(pair) for pair in request.query],
+                    "status": response.status,
+                    "at": utc_now_iso(),
+                }
+            )
+        return response
+
+    def _handle_sandbox(self, request: HttpRequest) -> HttpResponse:
+        route = request.path[len(SANDBOX_PREFIX) :].rstrip("/")
+        if request.method == "GET" and route == "state":
+            with self.lock:
+                snapshot = self.state()
+                snapshot["deliveries"] = [dict(e) for e in self._delivery_log]
+                snapshot["deliveries_pending"] = self.deliveries.pending
+                snapshot["faults"] = [vars(f).copy() for f in self._faults]
+            return json_response(200, snapshot)
+        if request.method == "GET" and route == "requests":
+            return json_response(200, {"requests": self.request_log(request.query_value("kind"))})
+        if request.method == "POST" and route == "faults":
+            try:
+                data = json.loads(request.body or b"{}")
+                faults = data if isinstance(data, list) else [data]
+                parsed = [Fault.from_json(item) for item in faults]
+            except (ValueError, TypeError, AttributeError) as exc:
+                return json_response(400, {"error": f"bad fault: {exc}"})
+            for fault in parsed:
+                self.add_fault(fault)
+            return json_response(200, {"faults": [vars(f).copy() for f in parsed]})
+        if request.method == "POST" and route == "reset":
+            self.reset()
+            return json_response(200, {"reset": True})
+        extra = self.handle_sandbox_extra(request, route)
+        if extra is not None:
+            return extra
+        return json_response(404, {"error": f"no sandbox route {request.method} {request.path}"})
+
+
+def _make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        # HTTP/1.1 keep-alive: clients with sessions (requests, the Segment library) reuse
+        # connections, as they would against the real APIs.
+        protocol_version = "HTTP/1.1"
+        server_version = f"sandbox-{emulator.name}"
+        sys_version = ""
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            request = HttpRequest(
+                method=self.command.upper(),
+                path=parts.path,
+                query=parse_qsl(parts.query, keep_blank_values=True),
+                headers=self.headers,
+                body=body,
+            )
+            try:
+                response = emulator.dispatch(request)
+            except Exception as exc:  # an emulator bug: answer loudly instead of hanging
+                response = json_response(
+                    500, {"error": f"emulator bug: {type(exc).__name__}: {exc}"}
+                )
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the request log lives in `/__sandbox__/requests`, not on stderr."""
+
+    return Handler
