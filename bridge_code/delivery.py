@@ -1,0 +1,361 @@
+"""SQS entry point: deliver a batch's events upstream concurrently, report partial failures.
+
+Per record the outcome is one of: delivered (acknowledged), dead-lettered (permanent failure:
+sent to DEAD_LETTER_QUEUE_URL with the reason, then acknowledged), or left to SQS (listed in
+`batchItemFailures`, redelivered after the visibility timeout). A message still failing at
+`poison_receive_count` receives is dead-lettered with its last error instead.
+
+Segment-bound events of one batch travel together in `POST /v1/batch` calls; Userflow-bound
+events are one REST call each, in parallel on a shared thread pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge_code import VERSION
+from bridge_code.envelope import Envelope, InvalidEnvelope, decode_envelope
+from bridge_code.logs import log
+from bridge_code.mapping import (
+    Skip,
+    UserflowCall,
+    segment_event_to_userflow,
+    userflow_notification_to_segment,
+)
+from bridge_code.runtime import BridgeRuntime
+from bridge_code.secret_store import SecretUnavailable
+from bridge_code.stats import Direction
+from bridge_code.upstream import Outcome, UpstreamClient
+
+USERFLOW_VERSION = "2020-01-03"
+USER_AGENT = f"userflow-segment-bridge/{VERSION}"
+SEGMENT_EVENT_LIMIT = 32 * 1024
+SEGMENT_BATCH_LIMIT = 500 * 1024
+SEGMENT_BATCH_MAX_EVENTS = 2500
+DELIVERY_THREADS = 16
+
+# Dead-letter reasons (message attribute `dead_letter_reason`).
+DLQ_INVALID = "invalid_message"
+DLQ_REJECTED = "rejected"
+DLQ_OVERSIZE = "oversize"
+DLQ_EXHAUSTED = "retries_exhausted"
+DLQ_NOT_CONFIGURED = "not_configured"
+
+
+@dataclass
+class Item:
+    """One SQS record on its way through the handler."""
+
+    message_id: str
+    body: str
+    receive_count: int
+    direction: Direction | None = None
+    envelope: Envelope | None = None
+    outcome: str = "pending"  # delivered | dead_letter | retry | skipped
+    reason: str = ""
+    detail: str = ""
+    attempts: int = 0
+
+
+@dataclass
+class SegmentJob:
+    messages: list[dict[str, Any]]
+    items: list[list[Item]] = field(default_factory=list)
+
+
+def _record_items(event: Mapping[str, Any]) -> list[Item]:
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    items = []
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, Mapping):
+            continue
+        attributes = record.get("attributes")
+        attributes = attributes if isinstance(attributes, Mapping) else {}
+        try:
+            receive_count = int(attributes.get("ApproximateReceiveCount", 1))
+        except (TypeError, ValueError):
+            receive_count = 1
+        items.append(Item(str(record.get("messageId", "")), str(record.get("body", "")),
+                          receive_count))
+    return items
+
+
+class DeliveryApp:
+    """Delivers SQS batches; one instance per container, built from a `BridgeRuntime`."""
+
+    def __init__(self, runtime: BridgeRuntime, upstream: UpstreamClient | None = None) -> None:
+        s = runtime.settings
+        self.runtime = runtime
+        self.upstream = upstream or UpstreamClient(
+            s.upstream_timeout_seconds, s.max_attempts, s.backoff_base_seconds,
+            s.backoff_cap_seconds, pool_size=DELIVERY_THREADS)
+        self.pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="bridge-delivery")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def handle(self, event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        items = _record_items(event)
+        try:
+            deadline = self._deadline(context)
+            self._deliver(items, deadline)
+            self._settle(items)
+        except Exception as error:
+            # Whatever went wrong, SQS redelivers everything not yet settled: nothing is lost.
+            log("unhandled error", logging.ERROR, error=type(error).__name__)
+            for item in items:
+                if item.outcome in {"pending", "dead_letter"}:
+                    item.outcome = "retry"
+        failures = [{"itemIdentifier": i.message_id} for i in items if i.outcome == "retry"]
+        counts = Counter(i.outcome for i in items)
+        log("batch", records=len(items), delivered=counts["delivered"],
+            dead_lettered=counts["dead_lettered"], skipped=counts["skipped"],
+            requeued=len(failures), duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        return {"batchItemFailures": failures}
+
+    def _deadline(self, context: object) -> float:
+        s = self.runtime.settings
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        budget = remaining_ms() / 1000 if callable(remaining_ms) else s.default_budget_seconds
+        return time.monotonic() + max(0.5, budget - s.deadline_margin_seconds)
+
+    # --- sorting the batch ------------------------------------------------------------------
+
+    def _deliver(self, items: list[Item], deadline: float) -> None:
+        mapping = self.runtime.mapping
+        userflow: dict[str, tuple[UserflowCall, list[Item]]] = {}
+        segment: dict[str, tuple[dict[str, Any], list[Item]]] = {}
+        for item in items:
+            try:
+                item.envelope = decode_envelope(item.body)
+            except InvalidEnvelope as error:
+                self._dead(item, DLQ_INVALID, str(error))
+                continue
+            item.direction = item.envelope.direction
+            if item.direction == "segment_to_userflow":
+                call = segment_event_to_userflow(item.envelope.event, mapping)
+                if isinstance(call, Skip):
+                    self._skip(item, call.reason)
+                    continue
+                # The same Segment messageId twice in one batch (a Segment retry) is one call.
+                key = str(item.envelope.event.get("messageId") or "") or json.dumps(
+                    [call.method, call.path, call.body], sort_keys=True)
+                userflow.setdefault(key, (call, []))[1].append(item)
+            else:
+                message = userflow_notification_to_segment(item.envelope.event, mapping)
+                if isinstance(message, Skip):
+                    self._skip(item, message.reason)
+                    continue
+                segment.setdefault(message["messageId"], (message, []))[1].append(item)
+        stats = self.runtime.stats
+        stats.add("segment_to_userflow", "duplicates",
+                  sum(len(group) - 1 for _, group in userflow.values()))
+        stats.add("userflow_to_segment", "duplicates",
+                  sum(len(group) - 1 for _, group in segment.values()))
+        futures: list[tuple[Future[Outcome], list[Item]]] = []
+        if userflow:
+            futures += self._submit_userflow(list(userflow.values()), deadline)
+        if segment:
+            futures += self._submit_segment(list(segment.values()), deadline)
+        for future, group in futures:
+            self._record(group, future.result())
+
+    def _credential(self, direction: Direction, secret_id: str | None, variable: str,
+                    groups: list[list[Item]]) -> str | None:
+        if not secret_id:
+            for group in groups:
+                for item in group:
+                    self._dead(item, DLQ_NOT_CONFIGURED, f"{variable} is not set")
+            return None
+        try:
+            return self.runtime.secrets.values(secret_id)[0]
+        except SecretUnavailable as error:
+            for group in groups:
+                for item in group:
+                    self._retry(item, str(error))
+            return None
+
+    # --- Userflow ---------------------------------------------------------------------------
+
+    def _submit_userflow(self, calls: list[tuple[UserflowCall, list[Item]]],
+                         deadline: float) -> list[tuple[Future[Outcome], list[Item]]]:
+        s = self.runtime.settings
+        key = self._credential("segment_to_userflow", s.userflow_api_key_arn,
+                               "USERFLOW_API_KEY_ARN", [group for _, group in calls])
+        if key is None:
+            return []
+        headers = {"Authorization": f"Bearer {key}", "Userflow-Version": USERFLOW_VERSION,
+                   "Content-Type": "application/json", "User-Agent": USER_AGENT}
+        futures = []
+        for call, group in calls:
+            body = None if call.body is None else json.dumps(
+                call.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            futures.append((self.pool.submit(self._send_userflow, call.method,
+                                             s.userflow_api_url + call.path, headers, body,
+                                             deadline), group))
+        return futures
+
+    def _send_userflow(self, method: str, url: str, headers: Mapping[str, str],
+                       body: bytes | None, deadline: float) -> Outcome:
+        outcome = self.upstream.send(method, url, headers, body, deadline)
+        self.runtime.stats.add("segment_to_userflow", "upstream_calls", outcome.attempts)
+        return outcome
+
+    # --- Segment ----------------------------------------------------------------------------
+
+    def _submit_segment(self, messages: list[tuple[dict[str, Any], list[Item]]],
+                        deadline: float) -> list[tuple[Future[Outcome], list[Item]]]:
+        s = self.runtime.settings
+        write_key = self._credential("userflow_to_segment", s.segment_write_key_arn,
+                                     "SEGMENT_WRITE_KEY_ARN", [group for _, group in messages])
+        if write_key is None:
+            return []
+        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json",
+                   "User-Agent": USER_AGENT}
+        url = s.segment_tracking_url + "/v1/batch"
+        jobs: list[tuple[list[bytes], list[list[Item]]]] = []
+        current: tuple[list[bytes], list[list[Item]]] = ([], [])
+        size = 0
+        for message, group in messages:
+            encoded = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+            if len(encoded) > SEGMENT_EVENT_LIMIT:
+                for item in group:
+                    self._dead(item, DLQ_OVERSIZE, f"Segment event is {len(encoded)} bytes; "
+                               f"Segment accepts at most {SEGMENT_EVENT_LIMIT}")
+                continue
+            if current[0] and (size + len(encoded) + 1 > SEGMENT_BATCH_LIMIT - 200
+                               or len(current[0]) >= SEGMENT_BATCH_MAX_EVENTS):
+                jobs.append(current)
+                current, size = ([], []), 0
+            current[0].append(encoded)
+            current[1].append(group)
+            size += len(encoded) + 1
+        if current[0]:
+            jobs.append(current)
+        futures: list[tuple[Future[Outcome], list[Item]]] = []
+        for encoded_messages, groups in jobs:
+            flat = [item for group in groups for item in group]
+            futures.append((self.pool.submit(self._send_segment_batch, url, headers,
+                                             encoded_messages, groups, deadline), flat))
+        return futures
+
+    def _send_segment_batch(self, url: str, headers: Mapping[str, str], messages: list[bytes],
+                            groups: list[list[Item]], deadline: float) -> Outcome:
+        outcome = self.upstream.send("POST", url, headers, _segment_batch_body(messages),
+                                     deadline)
+        self.runtime.stats.add("userflow_to_segment", "upstream_calls", outcome.attempts)
+        if outcome.ok or outcome.retryable or len(messages) == 1:
+            return outcome
+        # Segment refused the batch (400: one event it cannot take). Send the events one by
+        # one so only the faulty one is dead-lettered.
+        for message, group in zip(messages, groups, strict=True):
+            single = self.upstream.send("POST", url, headers, _segment_batch_body([message]),
+                                        deadline)
+            self.runtime.stats.add("userflow_to_segment", "upstream_calls", single.attempts)
+            self._record(group, single)
+        return Outcome(True, False, outcome.status, "settled one by one", outcome.attempts)
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def _record(self, group: list[Item], outcome: Outcome) -> None:
+        for item in group:
+            if item.outcome != "pending":
+                continue
+            item.attempts = outcome.attempts
+            if outcome.ok:
+                item.outcome = "delivered"
+            elif outcome.retryable:
+                self._retry(item, outcome.detail)
+            else:
+                self._dead(item, DLQ_REJECTED, outcome.detail)
+
+    def _retry(self, item: Item, detail: str) -> None:
+        if item.receive_count >= self.runtime.settings.poison_receive_count:
+            self._dead(item, DLQ_EXHAUSTED, detail)
+        else:
+            item.outcome, item.detail = "retry", detail
+
+    def _dead(self, item: Item, reason: str, detail: str) -> None:
+        item.outcome, item.reason, item.detail = "dead_letter", reason, detail
+
+    def _skip(self, item: Item, reason: str) -> None:
+        item.outcome, item.reason = "skipped", reason
+
+    def _settle(self, items: list[Item]) -> None:
+        """Send dead letters, then count everything; a dead letter that cannot be sent retries."""
+        s, stats = self.runtime.settings, self.runtime.stats
+        for item in items:
+            if item.outcome == "dead_letter":
+                if s.dead_letter_queue_url and self._send_dead_letter(item):
+                    item.outcome = "dead_lettered"
+                else:
+                    item.outcome = "retry"
+            direction = item.direction or "segment_to_userflow"
+            if item.outcome == "delivered":
+                stats.add(direction, "delivered")
+            elif item.outcome == "dead_lettered":
+                stats.add(direction, "dead_lettered")
+                log("dead-lettered", message_id=item.message_id, direction=direction,
+                    reason=item.reason, detail=item.detail[:500])
+            elif item.outcome == "skipped":
+                stats.skip(direction, item.reason)
+            elif item.outcome == "retry":
+                stats.add(direction, "requeued")
+            if item.attempts > 1:
+                stats.add(direction, "retried", item.attempts - 1)
+
+    def _send_dead_letter(self, item: Item) -> bool:
+        attributes = {
+            "dead_letter_reason": {"DataType": "String", "StringValue": item.reason},
+            "dead_letter_detail": {"DataType": "String",
+                                   "StringValue": (item.detail or item.reason)[:1000]},
+            "dead_lettered_at": {"DataType": "String",
+                                 "StringValue": dt.datetime.now(dt.UTC).isoformat()},
+        }
+        if item.direction:
+            attributes["direction"] = {"DataType": "String", "StringValue": item.direction}
+        try:
+            self.runtime.aws.sqs.send_message(
+                QueueUrl=self.runtime.settings.dead_letter_queue_url,
+                MessageBody=item.body or "(empty)", MessageAttributes=attributes)
+        except Exception as error:
+            log("dead-letter send failed", logging.WARNING, message_id=item.message_id,
+                error=type(error).__name__)
+            return False
+        return True
+
+
+def _segment_batch_body(messages: list[bytes]) -> bytes:
+    sent_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (b'{"batch":[' + b",".join(messages) + b'],"sentAt":"'
+            + sent_at.encode("ascii") + b'"}')
+
+
+_APP: DeliveryApp | None = None
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    """Lambda entry point (SQS event source with ReportBatchItemFailures)."""
+    global _APP
+    if _APP is None:
+        try:
+            _APP = DeliveryApp(BridgeRuntime.from_environment())
+        except Exception as error:
+            log("bridge misconfigured", logging.ERROR, error=f"{type(error).__name__}: {error}")
+            records = event.get("Records") if isinstance(event, Mapping) else None
+            return {"batchItemFailures": [
+                {"itemIdentifier": str(r.get("messageId", ""))}
+                for r in (records if isinstance(records, list) else [])
+                if isinstance(r, Mapping)]}
+    return _APP.handle(event, context)

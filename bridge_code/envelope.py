@@ -1,0 +1,52 @@
+"""The SQS message the ingest handler writes and the delivery handler reads: one per event.
+
+Body: {"v": 1, "direction", "event", "received_at", "request_id"} as compact JSON; the
+`event` is the original Segment event or Userflow notification, so a dead letter can be
+read, fixed and replayed. Message attribute `direction` repeats the direction for filtering.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+from bridge_code.stats import DIRECTIONS, Direction
+
+ENVELOPE_VERSION = 1
+# SQS rejects messages over 256 KiB (including attributes); keep room for those.
+MAX_MESSAGE_BYTES = 250 * 1024
+
+
+class InvalidEnvelope(ValueError):
+    """A queue message is not a bridge envelope (poison)."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    direction: Direction
+    event: dict[str, Any]
+    received_at: str
+    request_id: str
+
+    def encode(self) -> str:
+        return json.dumps({"v": ENVELOPE_VERSION, "direction": self.direction,
+                           "event": self.event, "received_at": self.received_at,
+                           "request_id": self.request_id},
+                          separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_envelope(body: str) -> Envelope:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidEnvelope("message body is not JSON") from None
+    if not isinstance(data, dict) or data.get("v") != ENVELOPE_VERSION:
+        raise InvalidEnvelope("message body is not a version 1 bridge envelope")
+    direction, event = data.get("direction"), data.get("event")
+    if direction not in DIRECTIONS:
+        raise InvalidEnvelope(f"unknown direction {direction!r}")
+    if not isinstance(event, dict):
+        raise InvalidEnvelope("envelope event is not an object")
+    return Envelope(cast(Direction, direction), event, str(data.get("received_at", "")),
+                    str(data.get("request_id", "")))

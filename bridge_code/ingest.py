@@ -1,0 +1,369 @@
+"""API Gateway (HTTP API, payload 2.0) entry point: verify, map-to-skip, enqueue, answer.
+
+A request gets 2xx only once every event it carries is in SQS; the delivery handler does the
+upstream calls. Routing, HTTP errors and the catch-all live here; mapping and signature
+checks are the pure modules beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge_code import VERSION
+from bridge_code.envelope import MAX_MESSAGE_BYTES, Envelope
+from bridge_code.logs import log
+from bridge_code.mapping import (
+    Skip,
+    segment_event_to_userflow,
+    userflow_notification_to_segment,
+)
+from bridge_code.runtime import BridgeRuntime
+from bridge_code.secret_store import SecretUnavailable
+from bridge_code.signatures import (
+    SignatureError,
+    verify_segment_signature,
+    verify_userflow_signature,
+)
+from bridge_code.stats import Direction
+
+# Segment caps a batch at 500 KB (and an event at 32 KB): a Segment delivery beyond
+# 512 KiB cannot be genuine. Userflow notifications are one small object each.
+SEGMENT_BODY_LIMIT = 512 * 1024
+USERFLOW_BODY_LIMIT = 256 * 1024
+SQS_BATCH_ENTRIES = 10
+SQS_BATCH_BYTES = 250 * 1024
+ENQUEUE_ATTEMPTS = 3
+
+
+class HttpError(Exception):
+    """An answer with a status and a message safe to show the caller."""
+
+    status = 500
+
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class BadRequest(HttpError):
+    status = 400
+
+
+class Unauthorized(HttpError):
+    status = 401
+
+
+class NotFound(HttpError):
+    status = 404
+
+
+class MethodNotAllowed(HttpError):
+    status = 405
+
+
+class PayloadTooLarge(HttpError):
+    status = 413
+
+
+class ServiceUnavailable(HttpError):
+    status = 503
+
+
+@dataclass
+class Request:
+    request_id: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Result:
+    """What a route did: the response body plus counts for the log line."""
+
+    body: dict[str, Any]
+    accepted: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def _strip_stage(path: str, stage: object) -> str:
+    if isinstance(stage, str) and stage and stage != "$default":
+        prefix = f"/{stage}"
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix):] or "/"
+    return path
+
+
+def parse_request(event: Mapping[str, Any]) -> Request:
+    """The parts of an API Gateway v2 event the routes need; bad encodings are 400s."""
+    context = event.get("requestContext")
+    context = context if isinstance(context, Mapping) else {}
+    http = context.get("http")
+    http = http if isinstance(http, Mapping) else {}
+    request_id = str(context.get("requestId") or uuid.uuid4())
+    method = str(http.get("method") or event.get("httpMethod") or "GET").upper()
+    path = str(event.get("rawPath") or http.get("path") or "/")
+    headers_in = event.get("headers")
+    headers = ({str(k).lower(): str(v) for k, v in headers_in.items()}
+               if isinstance(headers_in, Mapping) else {})
+    raw = event.get("body")
+    request = Request(request_id, method, _strip_stage(path, context.get("stage")), headers, b"")
+    if raw is None:
+        return request
+    if not isinstance(raw, str):
+        raise BadRequest("request body is not text")
+    if event.get("isBase64Encoded"):
+        try:
+            request.body = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("request body is not valid base64") from None
+    else:
+        request.body = raw.encode("utf-8", "surrogatepass")
+    return request
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: NaN/Infinity are refused because no upstream accepts them."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def response(status: int, body: Mapping[str, Any], request_id: str,
+             headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", "x-request-id": request_id,
+                    **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+class IngestApp:
+    """The routes; one instance per container, built from a `BridgeRuntime`."""
+
+    def __init__(self, runtime: BridgeRuntime) -> None:
+        self.runtime = runtime
+        self.routes: dict[str, dict[str, Callable[[Request], Result]]] = {
+            "/segment": {"POST": self.segment},
+            "/userflow": {"POST": self.userflow},
+            "/health": {"GET": self.health},
+        }
+
+    def handle(self, event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        request_id, route, status = str(uuid.uuid4()), "?", 500
+        result = Result(body={})
+        try:
+            if not isinstance(event, Mapping):
+                raise BadRequest("event is not an API Gateway request")
+            request = parse_request(event)
+            request_id, route = request.request_id, request.path
+            methods = self.routes.get(request.path)
+            if methods is None:
+                raise NotFound(f"no route {request.path}")
+            handler = methods.get(request.method)
+            if handler is None:
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}",
+                                       {"allow": ", ".join(sorted(methods))})
+            result = handler(request)
+            status = 200
+            answer = response(200, {**result.body, "request_id": request_id}, request_id)
+        except HttpError as error:
+            status = error.status
+            answer = response(status, {"error": error.message, "request_id": request_id},
+                              request_id, error.headers)
+        except Exception as error:
+            status = 500
+            log("unhandled error", logging.ERROR, request_id=request_id, route=route,
+                error=type(error).__name__)
+            answer = response(500, {"error": "internal error", "request_id": request_id},
+                              request_id)
+        log("request", request_id=request_id, route=route, status=status,
+            accepted=result.accepted, skipped=dict(result.skipped),
+            duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        return answer
+
+    # --- routes ----------------------------------------------------------------------------
+
+    def health(self, request: Request) -> Result:
+        s = self.runtime.settings
+        return Result(body={
+            "status": "ok",
+            "version": VERSION,
+            "directions": {
+                "segment_to_userflow": bool(s.queue_url and s.segment_shared_secret_arn),
+                "userflow_to_segment": bool(s.queue_url and s.userflow_webhook_secret_arn),
+            },
+        })
+
+    def segment(self, request: Request) -> Result:
+        secret_id = self._configured(self.runtime.settings.segment_shared_secret_arn,
+                                     "Segment to Userflow", "SEGMENT_SHARED_SECRET_ARN")
+        self._check_size(request.body, SEGMENT_BODY_LIMIT)
+        header = request.headers.get("x-signature")
+        self._verify(secret_id, lambda secrets: verify_segment_signature(
+            request.body, header, secrets))
+        payload = parse_json(request.body)
+        if isinstance(payload, dict):
+            events: list[Any] = [payload]
+        elif isinstance(payload, list):
+            events = payload
+            for index, item in enumerate(events):
+                if not isinstance(item, dict):
+                    raise BadRequest(f"batch element {index} is not an event object")
+        else:
+            raise BadRequest("expected a Segment event object or an array of them")
+        result = Result(body={})
+        keep = []
+        for event in events:
+            mapped = segment_event_to_userflow(event, self.runtime.mapping)
+            if isinstance(mapped, Skip):
+                result.skipped[mapped.reason] += 1
+            else:
+                keep.append(event)
+        return self._enqueue("segment_to_userflow", keep, request, result)
+
+    def userflow(self, request: Request) -> Result:
+        secret_id = self._configured(self.runtime.settings.userflow_webhook_secret_arn,
+                                     "Userflow to Segment", "USERFLOW_WEBHOOK_SECRET_ARN")
+        self._check_size(request.body, USERFLOW_BODY_LIMIT)
+        header = request.headers.get("userflow-signature")
+        now = self.runtime.clock()
+        self._verify(secret_id, lambda secrets: verify_userflow_signature(
+            request.body, header, secrets, now))
+        payload = parse_json(request.body)
+        if not isinstance(payload, dict):
+            raise BadRequest("expected a Userflow webhook notification object")
+        result = Result(body={})
+        mapped = userflow_notification_to_segment(payload, self.runtime.mapping)
+        if isinstance(mapped, Skip):
+            result.skipped[mapped.reason] += 1
+            return self._enqueue("userflow_to_segment", [], request, result)
+        return self._enqueue("userflow_to_segment", [payload], request, result)
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _configured(self, secret_id: str | None, direction: str, variable: str) -> str:
+        if not secret_id or not self.runtime.settings.queue_url:
+            missing = variable if not secret_id else "QUEUE_URL"
+            raise ServiceUnavailable(f"the {direction} direction is not configured "
+                                     f"({missing} is not set)")
+        return secret_id
+
+    @staticmethod
+    def _check_size(body: bytes, limit: int) -> None:
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {limit}")
+
+    def _verify(self, secret_id: str, check: Callable[[tuple[str, ...]], None]) -> None:
+        secrets = self.runtime.secrets
+        try:
+            check(secrets.values(secret_id))
+            return
+        except SignatureError as error:
+            first_error = error
+        except SecretUnavailable:
+            raise ServiceUnavailable("the signing secret could not be read") from None
+        try:
+            # The secret may have just been rotated: look again, at most once per minimum
+            # refresh interval whatever the number of bad requests.
+            if not secrets.refresh_if_stale(secret_id):
+                raise Unauthorized(str(first_error))
+            check(secrets.values(secret_id))
+        except SignatureError as error:
+            raise Unauthorized(str(error)) from None
+        except SecretUnavailable:
+            raise ServiceUnavailable("the signing secret could not be read") from None
+
+    def _enqueue(self, direction: Direction, events: list[dict[str, Any]], request: Request,
+                 result: Result) -> Result:
+        received_at = dt.datetime.fromtimestamp(self.runtime.clock(), dt.UTC).isoformat()
+        bodies = [Envelope(direction, event, received_at, request.request_id).encode()
+                  for event in events]
+        for index, body in enumerate(bodies):
+            size = len(body.encode("utf-8"))
+            if size > MAX_MESSAGE_BYTES:
+                raise PayloadTooLarge(f"event {index} is {size} bytes once enqueued; "
+                                      f"the limit is {MAX_MESSAGE_BYTES}")
+        for chunk in _chunks(bodies):
+            self._send_batch(direction, chunk)
+        stats = self.runtime.stats
+        stats.add(direction, "accepted", len(bodies))
+        for reason, n in result.skipped.items():
+            stats.skip(direction, reason, n)
+        result.accepted = len(bodies)
+        result.body = {"accepted": len(bodies), "skipped": dict(result.skipped)}
+        return result
+
+    def _send_batch(self, direction: Direction, bodies: list[str]) -> None:
+        pending = {str(i): body for i, body in enumerate(bodies)}
+        sqs = self.runtime.aws.sqs
+        for _ in range(ENQUEUE_ATTEMPTS):
+            try:
+                reply = sqs.send_message_batch(QueueUrl=self.runtime.settings.queue_url, Entries=[
+                    {"Id": key, "MessageBody": body, "MessageAttributes": {
+                        "direction": {"DataType": "String", "StringValue": direction}}}
+                    for key, body in pending.items()])
+            except Exception as error:
+                log("enqueue failed", logging.WARNING, error=type(error).__name__)
+                continue
+            for entry in reply.get("Successful", []):
+                pending.pop(entry["Id"], None)
+            if not pending:
+                return
+        # The sender retries the whole request; events already queued may then be queued
+        # twice, which messageId dedup (Segment) or upsert (Userflow /users) absorbs.
+        raise ServiceUnavailable("the event queue is unavailable; retry later")
+
+
+def _chunks(bodies: list[str]) -> list[list[str]]:
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for body in bodies:
+        n = len(body.encode("utf-8"))
+        if current and (len(current) == SQS_BATCH_ENTRIES or size + n > SQS_BATCH_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(body)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+_APP: IngestApp | None = None
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    """Lambda entry point; the app (clients, secret cache, mapping) is built once per container."""
+    global _APP
+    if _APP is None:
+        try:
+            _APP = IngestApp(BridgeRuntime.from_environment())
+        except Exception as error:
+            request_id = str(uuid.uuid4())
+            log("bridge misconfigured", logging.ERROR, request_id=request_id,
+                error=f"{type(error).__name__}: {error}")
+            return response(500, {"error": "bridge misconfigured", "request_id": request_id},
+                            request_id)
+    return _APP.handle(event, context)

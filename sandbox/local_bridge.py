@@ -1,0 +1,348 @@
+"""The bridge served locally: the Lambda handlers behind a plain HTTP server, with SQS and
+Secrets Manager provided by moto over HTTP in the same process.
+
+    python -m sandbox bridge --port PORT
+
+Configured by USERFLOW_API_URL, USERFLOW_API_KEY, SEGMENT_TRACKING_URL, SEGMENT_WRITE_KEY,
+SEGMENT_SHARED_SECRET, USERFLOW_WEBHOOK_SECRET (the two shared secrets may be
+comma-separated lists) and BRIDGE_MAPPING. A direction whose two secrets are not both given
+is "not configured": its route answers 503 and /health says so.
+
+Requests become API Gateway v2 events for `IngestApp.handle`; a delivery thread long-polls
+the queue, builds the Lambda SQS event and calls `DeliveryApp.handle` - the Lambda code path,
+boto3 included. Extra routes: GET /__sandbox__/stats, POST /__sandbox__/replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+from bridge_code import logs
+from bridge_code.aws import AwsTarget
+from bridge_code.delivery import DeliveryApp
+from bridge_code.ingest import IngestApp
+from bridge_code.replay import redrive
+from bridge_code.runtime import BridgeRuntime
+from bridge_code.settings import BridgeSettings
+
+LOCAL_REGION = "us-east-1"
+# Short so that a message left for redelivery comes back within seconds locally.
+LOCAL_VISIBILITY_TIMEOUT = 2
+LOCAL_LAMBDA_BUDGET_SECONDS = 30.0
+MAX_LOCAL_BODY = 4 * 1024 * 1024
+
+# (direction, ingest secret variable, delivery secret variable, *_ARN variable names)
+DIRECTION_SECRETS = (
+    ("segment_to_userflow", "SEGMENT_SHARED_SECRET", "USERFLOW_API_KEY",
+     "SEGMENT_SHARED_SECRET_ARN", "USERFLOW_API_KEY_ARN"),
+    ("userflow_to_segment", "USERFLOW_WEBHOOK_SECRET", "SEGMENT_WRITE_KEY",
+     "USERFLOW_WEBHOOK_SECRET_ARN", "SEGMENT_WRITE_KEY_ARN"),
+)
+
+
+class _LambdaContext:
+    """The one part of the Lambda context the delivery handler reads."""
+
+    def __init__(self, budget_seconds: float) -> None:
+        self._deadline = time.monotonic() + budget_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def sqs_lambda_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """ReceiveMessage output in the shape Lambda's SQS event source hands to a function."""
+    records = []
+    for m in messages:
+        attributes = {key: {"stringValue": value.get("StringValue"),
+                            "dataType": value.get("DataType", "String")}
+                      for key, value in m.get("MessageAttributes", {}).items()}
+        records.append({"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                        "body": m["Body"], "attributes": m.get("Attributes", {}),
+                        "messageAttributes": attributes, "md5OfBody": m.get("MD5OfBody"),
+                        "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
+                        "awsRegion": LOCAL_REGION})
+    return {"Records": records}
+
+
+def deliver_once(sqs: Any, queue_url: str, queue_arn: str, app: DeliveryApp,
+                 wait_seconds: int = 1, budget_seconds: float = LOCAL_LAMBDA_BUDGET_SECONDS) -> int:
+    """One poll of the event source mapping: receive, invoke, delete what succeeded."""
+    reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                WaitTimeSeconds=wait_seconds, AttributeNames=["All"],
+                                MessageAttributeNames=["All"])
+    messages = reply.get("Messages", [])
+    if not messages:
+        return 0
+    result = app.handle(sqs_lambda_event(messages, queue_arn), _LambdaContext(budget_seconds))
+    failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+    done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+            for i, m in enumerate(messages) if m["MessageId"] not in failed]
+    if done:
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+    return len(messages)
+
+
+def api_gateway_event(method: str, raw_path: str, query: str, headers: Mapping[str, str],
+                      body: bytes) -> dict[str, Any]:
+    """An HTTP request as API Gateway's HTTP API (payload 2.0) passes it to Lambda."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    as_text: str | None
+    try:
+        as_text = body.decode("utf-8") if "json" in lowered.get("content-type", "") else None
+    except UnicodeDecodeError:
+        as_text = None
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": query,
+        "headers": lowered,
+        "requestContext": {
+            "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": lowered.get("user-agent", "")},
+            "requestId": str(uuid.uuid4()),
+            "stage": "$default",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": (as_text if as_text is not None else base64.b64encode(body).decode("ascii"))
+        if body else None,
+        "isBase64Encoded": bool(body) and as_text is None,
+    }
+
+
+class LocalBridge:
+    """The bridge in-process: `LocalBridge(host, port, env).start()`, `.url`, `.stop()`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 env: Mapping[str, str] | None = None,
+                 visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT,
+                 tuning: Mapping[str, Any] | None = None) -> None:
+        self.host, self.port = host, port
+        self.env = dict(env or {})
+        self.visibility_timeout = visibility_timeout
+        # Overrides of BridgeSettings' retry/timeout knobs (tests use shorter ones).
+        self.tuning = dict(tuning or {})
+        self.notes: list[str] = []
+        self._stop = threading.Event()
+        self._moto: ThreadedMotoServer | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self.runtime: BridgeRuntime | None = None
+        self.ingest: IngestApp | None = None
+        self.delivery: DeliveryApp | None = None
+        self.queue_url = self.dlq_url = self.queue_arn = ""
+
+    @property
+    def url(self) -> str:
+        if self._http is None:
+            raise RuntimeError("the local bridge is not started")
+        return f"http://{self.host}:{self._http.server_address[1]}"
+
+    def start(self) -> LocalBridge:
+        logs.use_stream(sys.stderr)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        target = AwsTarget(endpoint_url=f"http://{moto_host}:{moto_port}", region=LOCAL_REGION,
+                           access_key_id="sandbox",
+                           secret_access_key="sandbox")  # noqa: S106 - moto's dummy credentials
+        settings_env = self._provision(target)
+        settings = dataclasses.replace(BridgeSettings.from_env(settings_env), **self.tuning)
+        self.runtime = BridgeRuntime.build(settings, target)
+        self.ingest = IngestApp(self.runtime)
+        self.delivery = DeliveryApp(self.runtime)
+        self._http = ThreadingHTTPServer((self.host, self.port), self._handler_class())
+        self._http.daemon_threads = True
+        self._threads = [threading.Thread(target=self._http.serve_forever, daemon=True,
+                                          name="local-bridge-http"),
+                         threading.Thread(target=self._delivery_loop, daemon=True,
+                                          name="local-bridge-delivery")]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _provision(self, target: AwsTarget) -> dict[str, str]:
+        """Create the queues and secrets; return the environment the handlers read."""
+        runtime_aws = BridgeRuntime.build(BridgeSettings(), target).aws
+        sqs, secrets = runtime_aws.sqs, runtime_aws.secretsmanager
+        suffix = uuid.uuid4().hex[:8]
+        self.dlq_url = sqs.create_queue(QueueName=f"bridge-{suffix}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        # The AWS redrive policy is the backstop behind the handler's own dead-lettering.
+        self.queue_url = sqs.create_queue(QueueName=f"bridge-{suffix}", Attributes={
+            "VisibilityTimeout": str(self.visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                         "maxReceiveCount": "10"}),
+        })["QueueUrl"]
+        self.queue_arn = sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        env = {key: value for key, value in self.env.items()
+               if key in {"USERFLOW_API_URL", "SEGMENT_TRACKING_URL", "BRIDGE_MAPPING",
+                          "SECRETS_TTL_SECONDS"}}
+        env.update(QUEUE_URL=self.queue_url, DEAD_LETTER_QUEUE_URL=self.dlq_url)
+        for direction, ingest_var, delivery_var, ingest_arn, delivery_arn in DIRECTION_SECRETS:
+            given = {var: self.env.get(var, "").strip() for var in (ingest_var, delivery_var)}
+            missing = [var for var, value in given.items() if not value]
+            if missing:
+                self.notes.append(f"{direction} is not configured: {', '.join(missing)} "
+                                  "not set")
+                continue
+            for var, arn_var in ((ingest_var, ingest_arn), (delivery_var, delivery_arn)):
+                arn = secrets.create_secret(Name=f"bridge-{suffix}/{var.lower()}",
+                                            SecretString=given[var])["ARN"]
+                env[arn_var] = arn
+        return env
+
+    def _delivery_loop(self) -> None:
+        assert self.runtime is not None and self.delivery is not None
+        sqs = self.runtime.aws.sqs
+        while not self._stop.is_set():
+            try:
+                deliver_once(sqs, self.queue_url, self.queue_arn, self.delivery)
+            except Exception as error:
+                if self._stop.is_set():
+                    break
+                logs.log("local delivery poll failed", logging.WARNING,
+                         error=type(error).__name__)
+                self._stop.wait(0.5)
+
+    def stats(self) -> dict[str, Any]:
+        assert self.runtime is not None
+        sqs = self.runtime.aws.sqs
+        depth: dict[str, int] = {}
+        for name, url in (("queue", self.queue_url), ("dead_letter_queue", self.dlq_url)):
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])[
+                "Attributes"]
+            depth[name] = (int(attributes.get("ApproximateNumberOfMessages", 0))
+                           + int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)))
+        return {**self.runtime.stats.snapshot(), "queues": depth}
+
+    def replay(self, max_messages: int | None = None) -> dict[str, Any]:
+        assert self.runtime is not None
+        counts = redrive(self.runtime.aws.sqs, self.dlq_url, self.queue_url, max_messages,
+                         wait_seconds=0)
+        for direction, n in counts.moved_by_direction.items():
+            if direction in {"segment_to_userflow", "userflow_to_segment"}:
+                self.runtime.stats.add(direction, "replayed", n)  # type: ignore[arg-type]
+        return {"moved": counts.moved, "failed": counts.failed}
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        bridge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # the bridge logs one JSON line per request itself
+
+            def _answer(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _json(self, status: int, data: object) -> None:
+                self._answer(status, json.dumps(data).encode(),
+                             {"content-type": "application/json"})
+
+            def _any(self) -> None:
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("content-length") or 0)
+                if length > MAX_LOCAL_BODY:
+                    self.close_connection = True
+                    self._json(413, {"error": f"request body is {length} bytes; too large"})
+                    return
+                body = self.rfile.read(length) if length else b""
+                if path == "/__sandbox__/stats" and self.command == "GET":
+                    self._json(200, bridge.stats())
+                    return
+                if path == "/__sandbox__/replay" and self.command == "POST":
+                    try:
+                        options = json.loads(body) if body else {}
+                        limit = options.get("max") if isinstance(options, dict) else None
+                    except ValueError:
+                        limit = None
+                    self._json(200, bridge.replay(limit if isinstance(limit, int) else None))
+                    return
+                assert bridge.ingest is not None
+                event = api_gateway_event(self.command, path, query, dict(self.headers), body)
+                result = bridge.ingest.handle(event, None)
+                raw = result.get("body") or ""
+                payload = (base64.b64decode(raw) if result.get("isBase64Encoded")
+                           else raw.encode("utf-8"))
+                self._answer(int(result["statusCode"]), payload, result.get("headers", {}))
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
+
+        return Handler
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.delivery is not None:
+            self.delivery.close()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def __enter__(self) -> LocalBridge:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox bridge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    bridge = LocalBridge(args.host, args.port, os.environ)
+    try:
+        bridge.start()
+    except Exception as error:
+        print(f"local bridge failed to start: {type(error).__name__}: {error}", file=sys.stderr)
+        bridge.stop()
+        return 1
+    for note in bridge.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"READY bridge {bridge.url}", flush=True)
+    while not stopping.wait(0.5):
+        pass
+    bridge.stop()
+    return 0
