@@ -1,0 +1,339 @@
+"""The one small HTTP layer the Segment and Userflow clients share, and the provider plumbing.
+
+JSON in and out, a User-Agent, retries on 429 and 5xx that honour the server's own wait hint
+(Segment's ``msBeforeNext``, ``X-RateLimit-Reset``, ``Retry-After``) with a cap, and errors that
+name the operation and the object id and show the API's error body but never the token.
+
+Dynamic providers are pickled into Pulumi state, so nothing here is created at import time: the
+``requests.Session`` is made lazily, one per thread (provider calls run on several threads), and
+``HttpClient`` refuses to be pickled at all so a token can never reach the state by accident.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from pulumi.dynamic import Config, ConfigureRequest, ResourceProvider
+from pulumi.output import Unknown
+
+USER_AGENT = "userflow-segment-pulumi/1.0 (+pulumi dynamic provider)"
+# The error body is shown to the operator; a whole HTML error page would drown the message.
+ERROR_BODY_LIMIT = 2000
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """A call to an outside API failed; the message says which call, on what, and why."""
+
+    def __init__(
+        self, api: str, operation: str, object_id: str | None, status: int | None, body: str
+    ) -> None:
+        self.api = api
+        self.operation = operation
+        self.object_id = object_id
+        self.status = status
+        self.body = body[:ERROR_BODY_LIMIT]
+        target = f" {object_id}" if object_id else ""
+        status_text = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"{api}: {operation}{target} failed ({status_text}): {self.body}")
+
+
+class NotFoundError(ApiError):
+    """The object is not there (HTTP 404): read treats it as gone, delete as already deleted."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying a call the API asked us to repeat."""
+
+    max_attempts: int = 10  # the Segment Terraform provider retries 429 up to 10 times
+    max_wait_s: float = 30.0  # cap on any single wait, whatever the server asks for
+    base_backoff_s: float = 0.5  # exponential backoff when the server gives no hint
+    timeout_s: float = 30.0
+
+
+def check_base_url(url: str, what: str) -> str | None:
+    """Return what to fix about an API or bridge URL, or None when it is fine.
+
+    Plain http is allowed only for the local stack (loopback hosts), so a typo can't send a
+    token or a webhook secret over the open internet.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"{what} must be an absolute https:// URL, got {url!r}"
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        return (
+            f"{what} uses plain http ({url!r}); use https://, "
+            "plain http is allowed only for 127.0.0.1/localhost in the local stack"
+        )
+    if parts.query or parts.fragment:
+        return f"{what} must not carry a query string or fragment, got {url!r}"
+    return None
+
+
+def wait_hint_seconds(
+    headers: Mapping[str, str], body: Any, now: float | None = None
+) -> float | None:
+    """The wait the server asked for, in seconds, or None when it gave no hint.
+
+    Order: Segment's ``errors[].data.msBeforeNext`` (most precise), then ``Retry-After``
+    (seconds or an HTTP date), then ``X-RateLimit-Reset`` (epoch seconds or ms, or a delta).
+    """
+    current = time.time() if now is None else now
+    if isinstance(body, dict):
+        for error in body.get("errors") or []:
+            data = error.get("data") if isinstance(error, dict) else None
+            if isinstance(data, dict) and isinstance(data.get("msBeforeNext"), int | float):
+                return max(0.0, float(data["msBeforeNext"]) / 1000.0)
+    retry_after = _header(headers, "Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(retry_after) if retry_after else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - current)
+    reset = _header(headers, "X-RateLimit-Reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            return None
+        if value > 1e12:  # epoch milliseconds
+            return max(0.0, value / 1000.0 - current)
+        if value > 1e9:  # epoch seconds
+            return max(0.0, value - current)
+        return max(0.0, value)  # a delta in seconds
+    return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, hint_s: float | None, jitter: float) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: the server's hint, else backoff; capped."""
+    if hint_s is not None:
+        return min(policy.max_wait_s, hint_s)
+    backoff = policy.base_backoff_s * 2.0 ** max(0, attempt - 1)
+    return min(policy.max_wait_s, backoff * (1.0 + jitter))
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Remove every known secret from text shown to the operator."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+class HttpClient:
+    """A JSON API client bound to one base URL and one bearer token."""
+
+    def __init__(
+        self,
+        api: str,
+        base_url: str,
+        token: str,
+        headers: Mapping[str, str] | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.api = api
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._headers = dict(headers or {})
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep or time.sleep
+        self._local = threading.local()
+
+    def __reduce__(self) -> Any:
+        # A client holds a token and sockets: it must never reach the pickled provider.
+        raise TypeError("HttpClient holds credentials and must not be pickled")
+
+    def __repr__(self) -> str:
+        return f"HttpClient(api={self.api!r}, base_url={self.base_url!r})"
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update(
+                {"User-Agent": USER_AGENT, "Authorization": f"Bearer {self._token}"}
+            )
+            session.headers.update(self._headers)
+            self._local.session = session
+        return session
+
+    def close(self) -> None:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+            self._local.session = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        object_id: str | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        media_type: str | None = None,
+    ) -> Any:
+        """Send one call, retrying what the API asks to retry; return the decoded JSON body."""
+        headers: dict[str, str] = {}
+        if media_type:
+            headers["Accept"] = media_type
+        data: bytes | None = None
+        if body is not None:
+            headers["Content-Type"] = media_type or "application/json"
+            data = json.dumps(body).encode("utf-8")
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._session().request(
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    timeout=self.policy.timeout_s,
+                )
+            except requests.RequestException as exc:
+                if attempt >= self.policy.max_attempts:
+                    raise ApiError(
+                        self.api, operation, object_id, None, self._safe(type(exc).__name__)
+                    ) from None
+                self._sleep(retry_delay(self.policy, attempt, None, random.random()))
+                continue
+            decoded = _decode(response)
+            if response.status_code < 400:
+                return decoded
+            if response.status_code in RETRYABLE_STATUSES and attempt < self.policy.max_attempts:
+                hint = wait_hint_seconds(response.headers, decoded)
+                self._sleep(retry_delay(self.policy, attempt, hint, random.random()))
+                continue
+            error_type = NotFoundError if response.status_code == 404 else ApiError
+            raise error_type(
+                self.api, operation, object_id, response.status_code, self._safe(response.text)
+            )
+
+    def _safe(self, text: str) -> str:
+        return redact(text, [self._token])
+
+
+def _decode(response: requests.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+# -- provider plumbing ------------------------------------------------------------------------
+
+SettingsT = TypeVar("SettingsT")
+ClientT = TypeVar("ClientT")
+
+
+def is_unknown(value: Any) -> bool:
+    """True for a value Pulumi doesn't know yet (preview): validate and compare it later."""
+    if isinstance(value, Unknown):
+        return True
+    if isinstance(value, dict):
+        return any(is_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(is_unknown(v) for v in value)
+    return False
+
+
+class ConfiguredProvider(ResourceProvider, Generic[SettingsT, ClientT]):
+    """A dynamic provider whose credentials come from stack config through ``configure()``.
+
+    Pulumi 3.260 (``pulumi/dynamic/__main__.py``) unpickles the provider, then calls
+    ``configure(ConfigureRequest(Config(<whole stack config>)))`` once per process; the engine
+    passes dynamic providers every stack config key with its namespace and secrets decrypted.
+    So the token lives only in the provider process's memory: ``__getstate__`` keeps just the
+    retry policy, and the pickled provider in the state holds no token, session or socket.
+    """
+
+    def __init__(self, policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self._policy = policy
+        self._settings: SettingsT | None = None
+        self._client: ClientT | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"policy": self._policy}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state.get("policy"))  # type: ignore[misc]
+
+    def configure(self, req: ConfigureRequest) -> None:
+        with self._lock:
+            self._settings = self.settings_from_config(req.config)
+            self._client = None
+
+    def settings_from_config(self, config: Config) -> SettingsT:
+        raise NotImplementedError
+
+    def build_client(self, settings: SettingsT) -> ClientT:
+        raise NotImplementedError
+
+    def settings_problems(self, settings: SettingsT) -> list[str]:
+        raise NotImplementedError
+
+    def config_problems(self) -> list[str]:
+        """What is wrong with the stack config, for check() to report before any call."""
+        if self._settings is None:
+            return [
+                "the provider was not configured with the stack config "
+                "(needs Pulumi >= 3.136, where dynamic providers receive configure())"
+            ]
+        return self.settings_problems(self._settings)
+
+    def client(self) -> ClientT:
+        """The API client, built on first use (never at import or pickling time)."""
+        with self._lock:
+            if self._client is None:
+                problems = self.config_problems()
+                if problems:
+                    raise ValueError("; ".join(problems))
+                assert self._settings is not None
+                self._client = self.build_client(self._settings)
+            return self._client
+
+
+def diff_managed(
+    olds: Mapping[str, Any],
+    news: Mapping[str, Any],
+    identity: tuple[str, ...],
+    mutable: tuple[str, ...],
+) -> tuple[list[str], list[str]]:
+    """Compare new inputs with the old outputs: (fields forcing replacement, fields to update).
+
+    Pure and call-free, so ``pulumi preview`` and a second ``up`` cost no API call. A value not
+    known yet (preview) counts as a change, because it may well be one.
+    """
+    replaces = [k for k in identity if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
+    updates = [k for k in mutable if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
+    return replaces, updates

@@ -1,0 +1,238 @@
+"""Segment Public API client: the few calls the dynamic providers make, nothing more.
+
+Facts it follows (NOTES §1, the official v36 spec): Bearer token, vendor media types
+(``v1alpha`` for destination subscriptions), ``{"data": ...}`` envelopes, deepObject pagination
+``pagination[count]``/``pagination[cursor]``, 404 = not there, 429/5xx retried by ``api_http``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pulumi.dynamic import Config
+
+from components.api_http import HttpClient, NotFoundError, RetryPolicy, check_base_url
+
+CONFIG_NAMESPACE = "userflow-segment"
+API_URL_KEY = f"{CONFIG_NAMESPACE}:segmentApiUrl"
+TOKEN_KEY = f"{CONFIG_NAMESPACE}:segmentToken"
+DEFAULT_API_URL = "https://api.segmentapis.com"
+EU_API_URL = "https://eu1.api.segmentapis.com"
+
+MEDIA_V1 = "application/vnd.segment.v1+json"
+MEDIA_V1ALPHA = "application/vnd.segment.v1alpha+json"  # destination subscription endpoints
+PAGE_SIZE = 200  # the spec's maximum for pagination[count]
+MAX_PAGES = 500  # a bound on every listing, so a cursor bug can't loop forever
+
+# Catalog ids (NOTES §1): the one place they are written down.
+HTTP_API_SOURCE_METADATA_ID = "iUM16Md8P2"
+WEBHOOKS_ACTIONS_METADATA_ID = "614a3c7d791c91c41bae7599"
+WEBHOOKS_SEND_ACTION_ID = "nFPnRozhz1mh4Gbx4MLvT5"
+
+MASK_CHAR = "•"
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """Where the Segment Public API is and the token to call it with (from stack config)."""
+
+    api_url: str
+    token: str
+
+    def problems(self) -> list[str]:
+        """What to fix in the stack config before any call can work."""
+        found: list[str] = []
+        if not self.token:
+            found.append(
+                f"the Segment Public API token is missing: run "
+                f"`pulumi config set --secret {TOKEN_KEY} <token>`"
+            )
+        url_problem = check_base_url(self.api_url, API_URL_KEY)
+        if url_problem:
+            found.append(url_problem)
+        return found
+
+
+def segment_settings_from_config(config: Config) -> SegmentSettings:
+    return SegmentSettings(
+        api_url=str(config.get(API_URL_KEY) or DEFAULT_API_URL),
+        token=str(config.get(TOKEN_KEY) or ""),
+    )
+
+
+def is_masked(value: Any) -> bool:
+    """Segment masks secret settings with bullet characters; a masked value is not drift."""
+    return isinstance(value, str) and MASK_CHAR in value
+
+
+class SegmentClient:
+    """Typed calls to the Segment Public API; each returns the object inside the envelope."""
+
+    def __init__(
+        self,
+        settings: SegmentSettings,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.http = HttpClient(
+            "Segment Public API", settings.api_url, settings.token, policy=policy, sleep=sleep
+        )
+
+    # -- sources ---------------------------------------------------------------------------
+    def create_source(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = self._data("POST", "/sources", "create source", body.get("slug"), body=body)
+        return dict(data["source"])
+
+    def get_source(self, source_id: str) -> dict[str, Any]:
+        data = self._data("GET", f"/sources/{source_id}", "read source", source_id)
+        return dict(data["source"])
+
+    def update_source(self, source_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = self._data("PATCH", f"/sources/{source_id}", "update source", source_id, body=body)
+        return dict(data["source"])
+
+    def delete_source(self, source_id: str) -> None:
+        self._delete(f"/sources/{source_id}", "delete source", source_id, MEDIA_V1)
+
+    def list_sources(self) -> Iterator[dict[str, Any]]:
+        return self._paginate("/sources", "list sources", "sources", MEDIA_V1)
+
+    def find_source_by_slug(self, slug: str) -> dict[str, Any] | None:
+        return next((s for s in self.list_sources() if s.get("slug") == slug), None)
+
+    # -- destinations ----------------------------------------------------------------------
+    def create_destination(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = self._data(
+            "POST", "/destinations", "create destination", body.get("name"), body=body
+        )
+        return dict(data["destination"])
+
+    def get_destination(self, destination_id: str) -> dict[str, Any]:
+        data = self._data(
+            "GET", f"/destinations/{destination_id}", "read destination", destination_id
+        )
+        return dict(data["destination"])
+
+    def update_destination(self, destination_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = self._data(
+            "PATCH",
+            f"/destinations/{destination_id}",
+            "update destination",
+            destination_id,
+            body=body,
+        )
+        return dict(data["destination"])
+
+    def delete_destination(self, destination_id: str) -> None:
+        self._delete(
+            f"/destinations/{destination_id}", "delete destination", destination_id, MEDIA_V1
+        )
+
+    def list_destinations(self) -> Iterator[dict[str, Any]]:
+        return self._paginate("/destinations", "list destinations", "destinations", MEDIA_V1)
+
+    # -- destination subscriptions (alpha) -------------------------------------------------
+    def create_subscription(self, destination_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = self._data(
+            "POST",
+            f"/destinations/{destination_id}/subscriptions",
+            "create destination subscription",
+            destination_id,
+            body=body,
+            media_type=MEDIA_V1ALPHA,
+        )
+        return dict(data["destinationSubscription"])
+
+    def get_subscription(self, destination_id: str, subscription_id: str) -> dict[str, Any]:
+        data = self._data(
+            "GET",
+            f"/destinations/{destination_id}/subscriptions/{subscription_id}",
+            "read destination subscription",
+            subscription_id,
+            media_type=MEDIA_V1ALPHA,
+        )
+        return dict(data["subscription"])
+
+    def update_subscription(
+        self, destination_id: str, subscription_id: str, update: dict[str, Any]
+    ) -> dict[str, Any]:
+        data = self._data(
+            "PATCH",
+            f"/destinations/{destination_id}/subscriptions/{subscription_id}",
+            "update destination subscription",
+            subscription_id,
+            body={"input": update},
+            media_type=MEDIA_V1ALPHA,
+        )
+        return dict(data["subscription"])
+
+    def delete_subscription(self, destination_id: str, subscription_id: str) -> None:
+        self._delete(
+            f"/destinations/{destination_id}/subscriptions/{subscription_id}",
+            "delete destination subscription",
+            subscription_id,
+            MEDIA_V1ALPHA,
+        )
+
+    def list_subscriptions(self, destination_id: str) -> Iterator[dict[str, Any]]:
+        return self._paginate(
+            f"/destinations/{destination_id}/subscriptions",
+            f"list subscriptions of destination {destination_id}",
+            "subscriptions",
+            MEDIA_V1ALPHA,
+        )
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _data(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        object_id: Any,
+        body: Any = None,
+        media_type: str = MEDIA_V1,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        envelope = self.http.request(
+            method,
+            path,
+            operation=operation,
+            object_id=str(object_id) if object_id else None,
+            params=params,
+            body=body,
+            media_type=media_type,
+        )
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
+            raise ValueError(f"Segment Public API: {operation}: response has no data envelope")
+        return dict(envelope["data"])
+
+    def _delete(self, path: str, operation: str, object_id: str, media_type: str) -> None:
+        try:
+            self.http.request(
+                "DELETE", path, operation=operation, object_id=object_id, media_type=media_type
+            )
+        except NotFoundError:
+            return  # already gone is what delete wanted
+
+    def _paginate(
+        self, path: str, operation: str, key: str, media_type: str
+    ) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            params = pagination_params(cursor)
+            data = self._data("GET", path, operation, None, media_type=media_type, params=params)
+            yield from data.get(key) or []
+            cursor = (data.get("pagination") or {}).get("next")
+            if not cursor:
+                return
+        raise ValueError(f"Segment Public API: {operation}: more than {MAX_PAGES} pages")
+
+
+def pagination_params(cursor: str | None) -> dict[str, str]:
+    """The deepObject query the spec requires on every list call."""
+    params = {"pagination[count]": str(PAGE_SIZE)}
+    if cursor:
+        params["pagination[cursor]"] = cursor
+    return params

@@ -1,0 +1,317 @@
+"""The Segment HTTP API source a stack owns (``userflow-<environment>``), and a slug lookup.
+
+``SegmentSource`` creates (or adopts) a source and exposes its write key as a secret output.
+``SegmentSourceLookup`` resolves an existing source's slug to its id without owning it, so the
+token stays in the provider process instead of the Pulumi program.
+
+State refers to the provider classes by this module path: do not move or rename them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    Config,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    UpdateResult,
+)
+
+from components.api_http import ConfiguredProvider, NotFoundError, diff_managed, is_unknown
+from components.segment_api import (
+    HTTP_API_SOURCE_METADATA_ID,
+    TOKEN_KEY,
+    SegmentClient,
+    SegmentSettings,
+    segment_settings_from_config,
+)
+
+# Segment slugs: lowercase letters, digits, hyphens and underscores, starting with a letter or
+# digit (the app derives them from names the same way).
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+
+SOURCE_IDENTITY = ("slug", "metadata_id")  # a different slug or kind is a different source
+SOURCE_MUTABLE = ("name", "enabled")
+SOURCE_OUTPUTS = ("source_id", "write_key")
+
+
+@dataclass(frozen=True)
+class SegmentSourceArgs:
+    """What a Segment HTTP API source looks like."""
+
+    slug: str  # e.g. "userflow-staging"; changing it replaces the source
+    name: pulumi.Input[str]  # display name in the Segment app
+    enabled: pulumi.Input[bool] = True
+    metadata_id: str = HTTP_API_SOURCE_METADATA_ID  # catalog id: HTTP API source
+
+
+# -- payload <-> state (pure) ------------------------------------------------------------------
+
+
+def source_inputs(args: SegmentSourceArgs) -> dict[str, Any]:
+    return {
+        "slug": args.slug,
+        "name": args.name,
+        "enabled": args.enabled,
+        "metadata_id": args.metadata_id,
+    }
+
+
+def with_source_defaults(news: Mapping[str, Any]) -> dict[str, Any]:
+    inputs = dict(news)
+    if inputs.get("enabled") is None:
+        inputs["enabled"] = True
+    if not inputs.get("metadata_id"):
+        inputs["metadata_id"] = HTTP_API_SOURCE_METADATA_ID
+    return inputs
+
+
+def slug_problem(slug: Any) -> str | None:
+    if is_unknown(slug):
+        return None
+    if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
+        return (
+            f"slug {slug!r} is not a valid Segment slug: use lowercase letters, digits, "
+            "hyphens or underscores, starting with a letter or digit (e.g. 'userflow-staging')"
+        )
+    return None
+
+
+def validate_source_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    failures: list[tuple[str, str]] = []
+    problem = slug_problem(inputs.get("slug"))
+    if problem:
+        failures.append(("slug", problem))
+    name = inputs.get("name")
+    if not is_unknown(name) and (not isinstance(name, str) or not name.strip()):
+        failures.append(("name", "name must be a non-empty display name"))
+    if not is_unknown(inputs.get("enabled")) and not isinstance(inputs.get("enabled"), bool):
+        failures.append(("enabled", "enabled must be true or false"))
+    return failures
+
+
+def create_source_body(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "slug": inputs["slug"],
+        "enabled": bool(inputs["enabled"]),
+        "metadataId": inputs["metadata_id"],
+    }
+
+
+def update_source_body(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": inputs["name"], "enabled": bool(inputs["enabled"])}
+
+
+def source_needs_update(source: Mapping[str, Any], inputs: Mapping[str, Any]) -> bool:
+    return bool(
+        source.get("name") != inputs["name"] or source.get("enabled") != bool(inputs["enabled"])
+    )
+
+
+def pick_write_key(write_keys: list[str], previous: str | None) -> str | None:
+    """Keep the key the stack already hands out while it is still valid; else the first one."""
+    if previous and previous in write_keys:
+        return previous
+    return write_keys[0] if write_keys else None
+
+
+def source_state(source: Mapping[str, Any], write_key: str | None) -> dict[str, Any]:
+    """The outputs of a SegmentSource, from a ``SourceV1`` object."""
+    return {
+        "source_id": source["id"],
+        "slug": source["slug"],
+        "name": source.get("name") or "",
+        "enabled": bool(source.get("enabled")),
+        "metadata_id": (source.get("metadata") or {}).get("id"),
+        "write_key": write_key,
+    }
+
+
+def no_write_key_message(slug: str) -> str:
+    return (
+        f"Segment returned no write key for source {slug!r}: the Public API token "
+        f"({TOKEN_KEY}) needs the Source Admin permission on this source or workspace; "
+        "grant it (Settings → Access Management → Tokens) and run `pulumi up` again"
+    )
+
+
+def check_failures(pairs: list[tuple[str, str]], config_problems: list[str]) -> list[CheckFailure]:
+    failures = [CheckFailure(prop, reason) for prop, reason in pairs]
+    failures.extend(CheckFailure("config", problem) for problem in config_problems)
+    return failures
+
+
+# -- SegmentSource -------------------------------------------------------------------------
+
+
+class _SegmentProviderBase(ConfiguredProvider[SegmentSettings, SegmentClient]):
+    def settings_from_config(self, config: Config) -> SegmentSettings:
+        return segment_settings_from_config(config)
+
+    def settings_problems(self, settings: SegmentSettings) -> list[str]:
+        return settings.problems()
+
+    def build_client(self, settings: SegmentSettings) -> SegmentClient:
+        return SegmentClient(settings, policy=self._policy)
+
+
+class SegmentSourceProvider(_SegmentProviderBase):
+    """CRUD of a Segment HTTP API source through the Public API."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = with_source_defaults(news)
+        return CheckResult(
+            inputs, check_failures(validate_source_inputs(inputs), self.config_problems())
+        )
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces, updates = diff_managed(
+            olds, with_source_defaults(news), SOURCE_IDENTITY, SOURCE_MUTABLE
+        )
+        # A new slug can be created before the old source goes; the same slug can't (create
+        # would find and refuse the old one), so then the old one must be deleted first.
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            delete_before_replace="slug" not in replaces,
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = with_source_defaults(props)
+        client = self.client()
+        # An interrupted `up` may have created the source already: adopt it, don't duplicate
+        # (pulumi import does not work for dynamic resources).
+        source = client.find_source_by_slug(inputs["slug"])
+        if source is not None and (source.get("metadata") or {}).get("id") != inputs["metadata_id"]:
+            raise ValueError(
+                f"a Segment source with slug {inputs['slug']!r} already exists but is not an "
+                f"HTTP API source ({source.get('id')}); pick another slug or remove it"
+            )
+        if source is None:
+            source = client.create_source(create_source_body(inputs))
+        # The create body has no `name` in the spec (CreateSourceV1Input: slug, enabled,
+        # metadataId, settings), so the display name takes a follow-up PATCH.
+        if source_needs_update(source, inputs):
+            source = client.update_source(source["id"], update_source_body(inputs))
+        write_key = pick_write_key(list(source.get("writeKeys") or []), None)
+        if write_key is None:
+            # Not the alpha POST /sources/{id}/writekey: it is outside the v36 spec, and a token
+            # without Source Admin could not read the key it created anyway.
+            raise ValueError(no_write_key_message(inputs["slug"]))
+        return CreateResult(source["id"], source_state(source, write_key))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            source = self.client().get_source(id_)
+        except NotFoundError:
+            return ReadResult("", {})
+        previous = props.get("write_key")
+        keys = list(source.get("writeKeys") or [])
+        # With no keys listed we can't tell (token without Source Admin): keep what we have.
+        write_key = pick_write_key(keys, previous) if keys else previous
+        return ReadResult(id_, source_state(source, write_key))
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = with_source_defaults(news)
+        source = self.client().update_source(id_, update_source_body(inputs))
+        keys = list(source.get("writeKeys") or [])
+        write_key = pick_write_key(keys, olds.get("write_key"))
+        if write_key is None:
+            raise ValueError(no_write_key_message(inputs["slug"]))
+        return UpdateResult(source_state(source, write_key))
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        self.client().delete_source(id_)
+
+
+class SegmentSource(Resource, module="segment", name="Source"):
+    """A Segment HTTP API source; ``write_key`` is a secret output."""
+
+    source_id: pulumi.Output[str]
+    slug: pulumi.Output[str]
+    name: pulumi.Output[str]
+    enabled: pulumi.Output[bool]
+    write_key: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: SegmentSourceArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props: dict[str, Any] = {**source_inputs(args), **dict.fromkeys(SOURCE_OUTPUTS)}
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["write_key"])
+        super().__init__(
+            SegmentSourceProvider(),
+            resource_name,
+            props,
+            pulumi.ResourceOptions.merge(opts, secret_opts),
+        )
+
+
+# -- SegmentSourceLookup -------------------------------------------------------------------
+
+
+def lookup_state(source: Mapping[str, Any]) -> dict[str, Any]:
+    return {"slug": source["slug"], "source_id": source["id"]}
+
+
+class SegmentSourceLookupProvider(_SegmentProviderBase):
+    """Finds an existing source by slug; it never changes or deletes that source."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        pairs: list[tuple[str, str]] = []
+        problem = slug_problem(news.get("slug"))
+        if problem:
+            pairs.append(("slug", problem))
+        return CheckResult(dict(news), check_failures(pairs, self.config_problems()))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces, _ = diff_managed(olds, news, ("slug",), ())
+        return DiffResult(changes=bool(replaces), replaces=replaces)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        slug = props["slug"]
+        source = self.client().find_source_by_slug(slug)
+        if source is None:
+            raise ValueError(
+                f"no Segment source with slug {slug!r} in the token's workspace: "
+                "check app_source_slug (or set app_source_id)"
+            )
+        return CreateResult(source["id"], lookup_state(source))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            source = self.client().get_source(id_)
+        except NotFoundError:
+            return ReadResult("", {})
+        return ReadResult(id_, lookup_state(source))
+
+    def update(self, _id: str, olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(dict(olds))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """The looked-up source belongs to the app, not to this stack: leave it alone."""
+
+
+class SegmentSourceLookup(Resource, module="segment", name="SourceLookup"):
+    """The id of an existing Segment source, found by slug (not owned, never deleted)."""
+
+    source_id: pulumi.Output[str]
+    slug: pulumi.Output[str]
+
+    def __init__(
+        self, resource_name: str, slug: str, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(
+            SegmentSourceLookupProvider(), resource_name, {"slug": slug, "source_id": None}, opts
+        )
