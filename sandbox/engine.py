@@ -230,6 +230,15 @@ class Engine:
                 if stream and not sensitive and self.on_line is not None and _shown(line):
                     self.on_line(line.rstrip("\n"))
             proc.wait()
+        except BaseException:
+            # Ctrl-C reached the engine too (same process group) and it is cancelling: give
+            # it time to release the stack's lock, then make sure it is gone.
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
         finally:
             timer.cancel()
             drain.join(timeout=10)

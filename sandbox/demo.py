@@ -1,0 +1,379 @@
+"""`python -m sandbox demo`: the whole integration offline, in one command.
+
+1. start the Segment and Userflow emulators (owned: stopped on exit, failure and Ctrl-C);
+2. `pulumi up --stack local` under the real engine, on a temporary copy of Pulumi.local.yaml
+   pointing at the emulators and at the port the bridge is about to take: it creates the app
+   source, the Userflow HTTP API source, the Webhooks (Actions) destination and its
+   subscription, and the Userflow webhook subscription;
+3. start the local bridge with the providers' secret outputs read from the stack's state (in
+   memory only, passed through the bridge's environment);
+4. drive traffic both ways: the official Segment library identifies, tracks and groups N users
+   through the app source; simulated Userflow activity (flows, checklist tasks) fires webhooks;
+5. wait (bounded) until everything arrived, print one table row per direction;
+6. `pulumi destroy`, check the emulators hold no sources, destinations or subscriptions.
+
+Exit 0 only if every event arrived exactly once, nothing echoed, and destroy left nothing.
+`--keep` stops before step 6, prints the URLs and waits for Ctrl-C (then destroys and stops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from sandbox.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
+from sandbox.stack_services import ServiceError, ServiceGroup, free_port
+from sandbox.stack_traffic import (
+    DemoPlan,
+    DirectionReport,
+    account_segment_to_userflow,
+    account_userflow_to_segment,
+    plan_traffic,
+    render_table,
+    send_segment_calls,
+)
+
+STACK = "local"
+DEFAULT_USERS = 10
+DEFAULT_SEED = 7
+DEFAULT_WAIT_S = 60.0
+# After everything arrived, how long to keep watching for late duplicates.
+SETTLE_S = 1.0
+HTTP_TIMEOUT_S = 10.0
+
+Printer = Callable[[str], None]
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message says which and what to look at."""
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """What the local bridge and the demo's app need from the stack (never printed)."""
+
+    app_source_id: str
+    app_write_key: str
+    userflow_source_id: str
+    userflow_write_key: str
+    shared_secret: str
+    userflow_webhook_secret: str
+    userflow_api_key: str
+
+    def __repr__(self) -> str:  # a stray print or traceback must not show a secret
+        return f"StackSecrets(app={self.app_source_id}, userflow={self.userflow_source_id})"
+
+
+@dataclass
+class DemoOutcome:
+    ok: bool = False
+    reports: list[DirectionReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+    summaries: dict[str, str] = field(default_factory=dict)
+
+
+def read_stack_secrets(
+    engine: Engine, stack: str, config_file: Path | None = None, environment: str = STACK
+) -> StackSecrets:
+    """The providers' secret outputs from the stack's state, decrypted in memory."""
+    deployment = engine.export(stack, show_secrets=True)
+    sources = {str(o.get("slug")): o for o in resource_outputs(deployment, "segment:Source")}
+    destinations = resource_outputs(deployment, "segment:WebhookDestination")
+    subscriptions = resource_outputs(deployment, "userflow:WebhookSubscription")
+    app = sources.get(f"app-{environment}")
+    userflow = sources.get(f"userflow-{environment}")
+    if app is None or userflow is None or len(destinations) != 1 or len(subscriptions) != 1:
+        raise DemoError(
+            f"the stack's state lacks the expected resources (sources {sorted(sources)}, "
+            f"{len(destinations)} destination(s), {len(subscriptions)} Userflow subscription(s))"
+        )
+    config = engine.config(stack, config_file, show_secrets=True)
+    api_key = config.get("userflow-segment:userflowApiKey")
+    if not isinstance(api_key, str):
+        raise DemoError("the stack config has no userflow-segment:userflowApiKey")
+    return StackSecrets(
+        app_source_id=str(app["source_id"]),
+        app_write_key=str(app["write_key"]),
+        userflow_source_id=str(userflow["source_id"]),
+        userflow_write_key=str(userflow["write_key"]),
+        shared_secret=str(destinations[0]["shared_secret"]),
+        userflow_webhook_secret=str(subscriptions[0]["secret"]),
+        userflow_api_key=api_key,
+    )
+
+
+def get_json(url: str) -> Any:
+    reply = requests.get(url, timeout=HTTP_TIMEOUT_S)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def post_json(url: str, payload: Mapping[str, Any]) -> Any:
+    reply = requests.post(url, json=payload, timeout=HTTP_TIMEOUT_S)
+    if reply.status_code >= 400:
+        raise DemoError(f"POST {url} answered {reply.status_code}: {reply.text[:300]}")
+    return reply.json() if reply.content else None
+
+
+@dataclass
+class Observed:
+    """One look at the emulators and the bridge."""
+
+    segment: dict[str, Any]
+    userflow: dict[str, Any]
+    userflow_requests: list[dict[str, Any]]
+    bridge: dict[str, Any]
+
+    @classmethod
+    def take(cls, segment_url: str, userflow_url: str, bridge_url: str) -> Observed:
+        return cls(
+            segment=get_json(f"{segment_url}/__sandbox__/state"),
+            userflow=get_json(f"{userflow_url}/__sandbox__/state"),
+            userflow_requests=get_json(f"{userflow_url}/__sandbox__/requests")["requests"],
+            bridge=get_json(f"{bridge_url}/__sandbox__/stats"),
+        )
+
+    @property
+    def quiet(self) -> bool:
+        """No delivery in flight anywhere: emulator workers idle, bridge queue empty."""
+        queues = self.bridge.get("queues") or {}
+        return (
+            not self.segment.get("deliveries_pending")
+            and not self.userflow.get("deliveries_pending")
+            and not queues.get("queue")
+        )
+
+
+def wait_for(
+    label: str,
+    look: Callable[[], tuple[int, int]],
+    timeout_s: float,
+    out: Printer,
+) -> bool:
+    """Poll `look() -> (arrived, expected)` until complete or the deadline; print progress."""
+    deadline = time.monotonic() + timeout_s
+    last: tuple[int, int] | None = None
+    while True:
+        arrived, expected = look()
+        if (arrived, expected) != last:
+            out(f"    {label}: {arrived}/{expected} arrived")
+            last = (arrived, expected)
+        if arrived >= expected:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+
+
+def emulators_empty(segment_url: str, userflow_url: str) -> list[str]:
+    """What the emulators still hold after destroy (empty list: nothing)."""
+    left: list[str] = []
+    segment = get_json(f"{segment_url}/__sandbox__/state")
+    for key in ("sources", "destinations", "subscriptions"):
+        if segment.get(key):
+            left.append(f"Segment emulator still holds {len(segment[key])} {key}")
+    userflow = get_json(f"{userflow_url}/__sandbox__/state")
+    subs = userflow.get("webhook_subscriptions") or userflow.get("subscriptions")
+    if subs:
+        left.append(f"Userflow emulator still holds {len(subs)} webhook subscriptions")
+    return left
+
+
+def run_demo(
+    users: int = DEFAULT_USERS,
+    seed: int = DEFAULT_SEED,
+    keep: bool = False,
+    state_dir: Path = DEFAULT_STATE_DIR,
+    wait_s: float = DEFAULT_WAIT_S,
+    out: Printer = print,
+) -> DemoOutcome:
+    outcome = DemoOutcome()
+    engine = Engine(state_dir=state_dir, on_line=lambda line: out(f"    │ {line}"))
+    plan = plan_traffic(users, seed)
+    with ServiceGroup() as group:
+        out("① starting the Segment and Userflow emulators")
+        segment = group.start("segment")
+        userflow = group.start("userflow")
+        bridge_url = f"http://127.0.0.1:{free_port()}"
+        outcome.urls = {"segment": segment.url, "userflow": userflow.url, "bridge": bridge_url}
+        out(f"    Segment {segment.url}  Userflow {userflow.url}  bridge (next) {bridge_url}")
+        overrides = {
+            "bridgeUrl": bridge_url,
+            "segmentApiUrl": segment.url,
+            "segmentTrackingUrl": segment.url,
+            "userflowApiUrl": userflow.url,
+        }
+        engine.ensure_stack(STACK)
+        with engine.config_copy(STACK, overrides) as config_file:
+            _forget_leftovers(engine, config_file, out)
+            out(f"② pulumi up --stack {STACK}")
+            deployed = True
+            try:
+                up = engine.up(STACK, config_file)
+                outcome.summaries["up"] = str(up.summary)
+                secrets = read_stack_secrets(engine, STACK, config_file)
+                out("③ starting the local bridge with the stack's secrets")
+                group.start("bridge", port=int(bridge_url.rsplit(":", 1)[1]), env={
+                    "USERFLOW_API_URL": userflow.url,
+                    "USERFLOW_API_KEY": secrets.userflow_api_key,
+                    "SEGMENT_TRACKING_URL": segment.url,
+                    "SEGMENT_WRITE_KEY": secrets.userflow_write_key,
+                    "SEGMENT_SHARED_SECRET": secrets.shared_secret,
+                    "USERFLOW_WEBHOOK_SECRET": secrets.userflow_webhook_secret,
+                })
+                outcome.reports = _drive(plan, secrets, segment.url, userflow.url, bridge_url,
+                                         wait_s, out)
+                out("")
+                out(render_table(outcome.reports))
+                for report in outcome.reports:
+                    outcome.problems += [f"{report.name}: {p}" for p in report.problems]
+                if keep:
+                    _hold(outcome.urls, state_dir, out)
+            except KeyboardInterrupt:
+                out("interrupted: destroying the stack and stopping everything")
+                raise
+            finally:
+                if deployed:
+                    out(f"⑥ pulumi destroy --stack {STACK}")
+                    try:
+                        destroyed = engine.destroy(STACK, config_file)
+                        outcome.summaries["destroy"] = str(destroyed.summary)
+                        outcome.problems += emulators_empty(segment.url, userflow.url)
+                    except EngineError as exc:
+                        outcome.problems.append(f"destroy failed: {exc}")
+    outcome.ok = (not outcome.problems and len(outcome.reports) == 2
+                  and all(r.ok for r in outcome.reports))
+    return outcome
+
+
+def _forget_leftovers(engine: Engine, config_file: Path, out: Printer) -> None:
+    """A crashed or killed earlier run leaves resources in state whose emulators are gone:
+    a refresh against the fresh emulators sees them 404 and drops them from the state."""
+    deployment = engine.export(STACK)
+    resources = deployment.get("deployment", {}).get("resources") or []
+    if any(str(r.get("type", "")).startswith("pulumi-python:dynamic") for r in resources):
+        out("    the stack remembers resources of an earlier run: refreshing them away")
+        engine.refresh(STACK, config_file)
+
+
+def _drive(
+    plan: DemoPlan,
+    secrets: StackSecrets,
+    segment_url: str,
+    userflow_url: str,
+    bridge_url: str,
+    wait_s: float,
+    out: Printer,
+) -> list[DirectionReport]:
+    calls = len(plan.calls)
+    out(f"④ Segment → Userflow: {calls} calls ({plan.count('identify')} identify, "
+        f"{plan.count('track')} track, {plan.count('group')} group) via segment-analytics-python")
+    sent_at = send_segment_calls(plan.calls, secrets.app_write_key, segment_url)
+
+    def look_s2u() -> tuple[int, int]:
+        seen = Observed.take(segment_url, userflow_url, bridge_url)
+        report = account_segment_to_userflow(plan, sent_at, seen.userflow,
+                                             seen.userflow_requests, seen.bridge)
+        return report.arrived, report.sent
+
+    if not wait_for("Segment → Userflow", look_s2u, wait_s, out):
+        out("    not everything arrived in time: the table shows what is missing")
+
+    out(f"④ Userflow → Segment: {len(plan.activities)} simulated activities "
+        f"({plan.userflow_events} Userflow events)")
+    for activity in plan.activities:
+        payload: dict[str, Any] = {"user_id": activity.user_id, "activity": activity.activity}
+        if activity.group_id:
+            payload["group_id"] = activity.group_id
+        post_json(f"{userflow_url}/__sandbox__/simulate", payload)
+
+    def look_u2s() -> tuple[int, int]:
+        seen = Observed.take(segment_url, userflow_url, bridge_url)
+        report = account_userflow_to_segment(plan, seen.segment, secrets.userflow_source_id,
+                                             secrets.app_source_id, seen.bridge)
+        return report.arrived, report.sent
+
+    if not wait_for("Userflow → Segment", look_u2s, wait_s, out):
+        out("    not everything arrived in time: the table shows what is missing")
+
+    # Let in-flight deliveries and retries finish, then look once more for late duplicates.
+    deadline = time.monotonic() + wait_s / 4
+    seen = Observed.take(segment_url, userflow_url, bridge_url)
+    while not seen.quiet and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = Observed.take(segment_url, userflow_url, bridge_url)
+    time.sleep(SETTLE_S)
+    seen = Observed.take(segment_url, userflow_url, bridge_url)
+    return [
+        account_segment_to_userflow(plan, sent_at, seen.userflow, seen.userflow_requests,
+                                    seen.bridge),
+        account_userflow_to_segment(plan, seen.segment, secrets.userflow_source_id,
+                                    secrets.app_source_id, seen.bridge),
+    ]
+
+
+def _hold(urls: Mapping[str, str], state_dir: Path, out: Printer) -> None:
+    out("")
+    out("--keep: everything stays up until Ctrl-C (then the stack is destroyed):")
+    for name, url in urls.items():
+        out(f"    {name:<9} {url}")
+    out(f"    inspect   {urls['segment']}/__sandbox__/state  "
+        f"{urls['userflow']}/__sandbox__/state  {urls['bridge']}/__sandbox__/stats")
+    out(f"    state     {state_dir} (stack {STACK})")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        out("")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox demo",
+        description="The whole Userflow <-> Segment integration offline, in one command.",
+    )
+    parser.add_argument("--events", type=int, default=DEFAULT_USERS, metavar="N",
+                        help="users to simulate: each is identified, tracked and grouped via "
+                             "Segment, then starts and completes a flow in Userflow (every "
+                             f"other one also a checklist task); default {DEFAULT_USERS}")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the generated users and events")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave everything running, print the URLs, wait for Ctrl-C")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                        help="the Pulumi file backend (default .pulumi-state/)")
+    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_S,
+                        help="seconds to wait for deliveries per direction")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.events < 1:
+        print("--events must be at least 1", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        outcome = run_demo(args.events, args.seed, args.keep, args.state_dir, args.wait)
+    except KeyboardInterrupt:
+        print("demo interrupted; the emulators and the bridge are stopped", file=sys.stderr)
+        return 130
+    except (EngineError, ServiceError, DemoError, requests.RequestException) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    print("")
+    for step, summary in outcome.summaries.items():
+        print(f"pulumi {step}: {summary}")
+    for problem in outcome.problems:
+        print(f"PROBLEM {problem}")
+    verdict = "PASS: every event arrived exactly once" if outcome.ok else "FAIL"
+    print(f"{verdict} ({time.monotonic() - started:.0f} s)")
+    return 0 if outcome.ok else 1

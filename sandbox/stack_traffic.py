@@ -1,0 +1,356 @@
+"""Demo traffic both ways and the exactly-once accounting of what arrived.
+
+Planning and accounting are pure functions of data (a seeded plan, the emulators' state
+snapshots, the bridge's stats), so they are testable without any process; sending is the
+only I/O here and uses the official `segment-analytics-python` client, unmodified.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bridge_code.mapping import title_case
+
+BRIDGED_FROM = ("bridged_from", "segment")
+USERFLOW_MARKER_KEY = "userflowBridge"
+PLANS = ("free", "starter", "growth", "enterprise")
+REPORT_TYPES = ("funnel", "retention", "revenue", "cohort")
+# Each simulated activity and the Userflow events it records (docs/ARCHITECTURE.md).
+ACTIVITY_EVENTS: Mapping[str, tuple[str, ...]] = {
+    "flow": ("flow_started", "flow_completed"),
+    "checklist_task": ("checklist_task_completed",),
+}
+TRACK_EVENT = "Report Created"
+TRACK_EVENT_USERFLOW = "report_created"
+
+
+@dataclass(frozen=True)
+class SegmentCall:
+    """One call of the official library: identify, track or group."""
+
+    kind: str
+    user_id: str
+    message_id: str
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    event: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    group_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One simulated in-app activity of a user in Userflow."""
+
+    user_id: str
+    activity: str
+    group_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    run_id: str
+    calls: tuple[SegmentCall, ...]
+    activities: tuple[Activity, ...]
+
+    @property
+    def user_ids(self) -> list[str]:
+        return sorted({c.user_id for c in self.calls})
+
+    def count(self, kind: str) -> int:
+        return sum(1 for c in self.calls if c.kind == kind)
+
+    @property
+    def userflow_events(self) -> int:
+        return sum(len(ACTIVITY_EVENTS[a.activity]) for a in self.activities)
+
+
+def plan_traffic(users: int, seed: int) -> DemoPlan:
+    """N users, each identified, tracked once and put into one of ~N/3 groups; each user
+    then starts and completes a flow, and every other user completes a checklist task."""
+    if users < 1:
+        raise ValueError("the demo needs at least one user")
+    rng = random.Random(seed)
+    run_id = f"{seed:x}{rng.randrange(16**6):06x}"
+    groups = max(1, users // 3)
+    calls: list[SegmentCall] = []
+    activities: list[Activity] = []
+    for i in range(users):
+        user_id = f"demo-{run_id}-user-{i:03d}"
+        group_id = f"demo-{run_id}-company-{i % groups:03d}"
+        plan = rng.choice(PLANS)
+        calls.append(SegmentCall(
+            "identify", user_id, f"{run_id}-identify-{i}",
+            traits={"name": f"Demo User {i}", "email": f"user{i}@{run_id}.example",
+                    "plan": plan, "createdAt": f"2026-01-{1 + i % 28:02d}T09:00:00Z"},
+        ))
+        calls.append(SegmentCall(
+            "track", user_id, f"{run_id}-track-{i}", event=TRACK_EVENT,
+            properties={"report_id": f"{run_id}-report-{i}",
+                        "report_type": rng.choice(REPORT_TYPES),
+                        "rows": rng.randint(1, 5000), "company_id": group_id},
+        ))
+        calls.append(SegmentCall(
+            "group", user_id, f"{run_id}-group-{i}", group_id=group_id,
+            traits={"name": f"Company {i % groups}", "plan": plan},
+        ))
+        activities.append(Activity(user_id, "flow", group_id))
+        if i % 2 == 0:
+            activities.append(Activity(user_id, "checklist_task", group_id))
+    return DemoPlan(run_id, tuple(calls), tuple(activities))
+
+
+# -- sending ----------------------------------------------------------------------------------
+
+
+def send_segment_calls(
+    calls: Sequence[SegmentCall], write_key: str, segment_url: str, timeout_s: float = 30.0
+) -> dict[str, float]:
+    """Send through the official library; returns each call's send time (epoch seconds)."""
+    from segment.analytics.client import Client
+
+    errors: list[str] = []
+    client = Client(
+        write_key=write_key,
+        host=segment_url,
+        on_error=lambda error, _batch: errors.append(type(error).__name__),
+        max_retries=3,
+        timeout=int(timeout_s),
+        upload_interval=0.1,
+    )
+    sent_at: dict[str, float] = {}
+    for call in calls:
+        sent_at[call.message_id] = time.time()
+        if call.kind == "identify":
+            client.identify(call.user_id, dict(call.traits), message_id=call.message_id)
+        elif call.kind == "track":
+            client.track(call.user_id, call.event, dict(call.properties),
+                         message_id=call.message_id)
+        elif call.kind == "group":
+            client.group(call.user_id, call.group_id, dict(call.traits),
+                         message_id=call.message_id)
+        else:
+            raise ValueError(f"unknown call kind {call.kind!r}")
+    client.flush()
+    client.join()
+    if errors:
+        raise RuntimeError(f"the Segment library reported errors: {sorted(set(errors))}")
+    return sent_at
+
+
+# -- accounting -------------------------------------------------------------------------------
+
+
+def parse_time(value: object) -> float | None:
+    """Epoch seconds from an ISO 8601 timestamp (`Z` or offset), else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: p99 of 10 values is the largest)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), -(-len(ordered) * pct // 100)))
+    return ordered[int(rank) - 1]
+
+
+@dataclass
+class DirectionReport:
+    """What one direction did, and every way it fell short of exactly once."""
+
+    name: str
+    sent: int
+    arrived: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    bridge: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.arrived == self.sent
+
+    @property
+    def skipped(self) -> Mapping[str, int]:
+        skipped = self.bridge.get("skipped") or {}
+        return {str(k): int(v) for k, v in skipped.items()}
+
+    @property
+    def dead_lettered(self) -> int:
+        return int(self.bridge.get("dead_lettered", 0))
+
+
+def _userflow_events(userflow_state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    events = userflow_state.get("events") or []
+    if isinstance(events, Mapping):
+        events = list(events.values())
+    return [e for e in events if isinstance(e, Mapping)]
+
+
+def _userflow_users(userflow_state: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    users = userflow_state.get("users") or {}
+    if isinstance(users, Mapping):
+        return {str(k): v for k, v in users.items() if isinstance(v, Mapping)}
+    return {str(u.get("id")): u for u in users if isinstance(u, Mapping)}
+
+
+def _user_group_ids(user: Mapping[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for key in ("memberships", "groups"):
+        entries = user.get(key) or []
+        if isinstance(entries, Mapping):
+            entries = entries.get("data") or list(entries.values())
+        for entry in entries:
+            if isinstance(entry, str):
+                found.add(entry)
+            elif isinstance(entry, Mapping):
+                group = entry.get("group")
+                gid = group.get("id") if isinstance(group, Mapping) else entry.get("group_id")
+                found.add(str(gid if gid is not None else entry.get("id")))
+    return found
+
+
+def _successful_writes(requests: Iterable[Mapping[str, Any]], method: str, path: str) -> int:
+    return sum(
+        1 for r in requests
+        if r.get("method") == method and r.get("path") == path
+        and isinstance(r.get("status"), int) and 200 <= int(r["status"]) < 300
+    )
+
+
+def account_segment_to_userflow(
+    plan: DemoPlan,
+    sent_at: Mapping[str, float],
+    userflow_state: Mapping[str, Any],
+    userflow_requests: Sequence[Mapping[str, Any]],
+    bridge_stats: Mapping[str, Any],
+) -> DirectionReport:
+    """Each identify/track/group → exactly one Userflow write with the right content."""
+    report = DirectionReport("Segment → Userflow", sent=len(plan.calls),
+                             bridge=bridge_stats.get("segment_to_userflow") or {})
+    users = _userflow_users(userflow_state)
+    events = _userflow_events(userflow_state)
+    by_report: Counter[str] = Counter()
+    arrival_by_report: dict[str, float] = {}
+    for event in events:
+        attributes = event.get("attributes") or {}
+        report_id = attributes.get("report_id")
+        if event.get("name") == TRACK_EVENT_USERFLOW and isinstance(report_id, str):
+            by_report[report_id] += 1
+            arrived = parse_time(event.get("created_at") or event.get("time"))
+            if arrived is not None:
+                arrival_by_report[report_id] = arrived
+            if attributes.get(BRIDGED_FROM[0]) != BRIDGED_FROM[1]:
+                report.problems.append(f"event {report_id} lacks the bridged_from marker")
+
+    arrived = 0
+    for call in plan.calls:
+        user = users.get(call.user_id)
+        if call.kind == "track":
+            report_id = str(call.properties["report_id"])
+            n = by_report.get(report_id, 0)
+            if n == 1:
+                arrived += 1
+                at = arrival_by_report.get(report_id)
+                if at is not None and call.message_id in sent_at:
+                    report.latencies_ms.append((at - sent_at[call.message_id]) * 1000)
+            elif n > 1:
+                report.problems.append(f"track {report_id} arrived {n} times")
+        elif call.kind == "identify":
+            attributes = (user or {}).get("attributes") or {}
+            if user is not None and attributes.get("email") == call.traits["email"]:
+                arrived += 1
+        elif call.kind == "group" and user is not None and call.group_id in _user_group_ids(user):
+            arrived += 1
+    report.arrived = arrived
+
+    # Exactly once for upserts: one successful Userflow write per identify and group call
+    # (a duplicate upsert leaves the same state behind, so only the write count shows it).
+    expected_user_writes = plan.count("identify") + plan.count("group")
+    user_writes = _successful_writes(userflow_requests, "POST", "/users")
+    event_writes = _successful_writes(userflow_requests, "POST", "/events")
+    if user_writes != expected_user_writes:
+        report.problems.append(
+            f"{user_writes} successful POST /users for {expected_user_writes} identify+group calls")
+    if event_writes != plan.count("track"):
+        report.problems.append(
+            f"{event_writes} successful POST /events for {plan.count('track')} track calls")
+    return report
+
+
+def expected_title_case_tracks(plan: DemoPlan) -> Counter[tuple[str, str]]:
+    expected: Counter[tuple[str, str]] = Counter()
+    for activity in plan.activities:
+        for name in ACTIVITY_EVENTS[activity.activity]:
+            expected[(activity.user_id, title_case(name))] += 1
+    return expected
+
+
+def account_userflow_to_segment(
+    plan: DemoPlan,
+    segment_state: Mapping[str, Any],
+    userflow_source_id: str,
+    app_source_id: str,
+    bridge_stats: Mapping[str, Any],
+) -> DirectionReport:
+    """Each simulated Userflow event → exactly one Title Case track on the Userflow source;
+    nothing the bridge wrote to Userflow comes back, nothing lands on the app source."""
+    expected = expected_title_case_tracks(plan)
+    report = DirectionReport("Userflow → Segment", sent=sum(expected.values()),
+                             bridge=bridge_stats.get("userflow_to_segment") or {})
+    by_source = segment_state.get("events") or {}
+    received = [e for e in by_source.get(userflow_source_id, []) if isinstance(e, Mapping)]
+    actual: Counter[tuple[str, str]] = Counter()
+    for event in received:
+        key = (str(event.get("userId")), str(event.get("event")))
+        actual[key] += 1
+        if event.get("type") != "track":
+            report.problems.append(f"unexpected {event.get('type')} on the Userflow source")
+        if USERFLOW_MARKER_KEY not in (event.get("context") or {}):
+            report.problems.append(f"{key} on the Userflow source lacks the bridge's marker")
+        sent = parse_time(event.get("timestamp"))
+        got = parse_time(event.get("receivedAt"))
+        if sent is not None and got is not None:
+            report.latencies_ms.append((got - sent) * 1000)
+    for key, n in expected.items():
+        report.arrived += min(n, actual.get(key, 0))
+        if actual.get(key, 0) > n:
+            report.problems.append(f"{key} arrived {actual[key]} times, expected {n}")
+    unexpected = set(actual) - set(expected)
+    for key in sorted(unexpected):
+        report.problems.append(f"unexpected {key} x{actual[key]} on the Userflow source (echo?)")
+    app_events = [e for e in by_source.get(app_source_id, []) if isinstance(e, Mapping)]
+    if len(app_events) != len(plan.calls):
+        report.problems.append(
+            f"the app source holds {len(app_events)} events, the demo sent {len(plan.calls)}")
+    return report
+
+
+def format_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def render_table(reports: Sequence[DirectionReport]) -> str:
+    """A short table: one row per direction."""
+    header = ("direction", "sent", "delivered", "skipped", "dead-lettered", "p50", "p99")
+    rows = [header]
+    for r in reports:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(r.skipped.items())) or "0"
+        rows.append((r.name, str(r.sent), str(r.arrived), skipped, str(r.dead_lettered),
+                     format_ms(percentile(r.latencies_ms, 50)),
+                     format_ms(percentile(r.latencies_ms, 99))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
