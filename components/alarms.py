@@ -1,0 +1,121 @@
+"""Alarms that say the bridge is losing or failing events, with an optional SNS target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# 5xx share of requests, computed by CloudWatch metric math; no requests means no failures.
+API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors / requests, 0)"
+
+
+@dataclass(frozen=True)
+class BridgeAlarmsArgs:
+    """What the alarms component needs."""
+
+    name_prefix: str
+    """Prefix of every physical name (carries the environment)."""
+    dead_letter_queue_name: pulumi.Input[str]
+    delivery_function_name: pulumi.Input[str]
+    api_id: pulumi.Input[str]
+    stage_name: pulumi.Input[str]
+    dead_letter_threshold: int
+    """Visible dead-letter messages that raise the alarm."""
+    delivery_errors_threshold: int
+    """Delivery invocation errors per period that raise the alarm."""
+    api_5xx_rate_percent: float
+    """Share of API requests answered 5xx (percent) that raises the alarm."""
+    period_seconds: int
+    evaluation_periods: int
+    topic_arn: str | None
+    """SNS topic notified on alarm and recovery; None: alarms only show in the console."""
+
+
+class BridgeAlarms(pulumi.ComponentResource):
+    """Dead-letter queue not empty, delivery errors, API 5xx rate."""
+
+    alarm_names: pulumi.Output[list[str]]
+
+    def __init__(
+        self, name: str, args: BridgeAlarmsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("userflow-segment:index:BridgeAlarms", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        actions = [args.topic_arn] if args.topic_arn else []
+        # Shared by all three: no data (an idle bridge) is healthy, and the threshold is met
+        # by >= (a single dead-lettered event is worth a look).
+        comparison, missing_data = "GreaterThanOrEqualToThreshold", "notBreaching"
+
+        dead_letter = aws.cloudwatch.MetricAlarm(
+            f"{name}-dead-letter",
+            name=f"{args.name_prefix}-dead-letter-not-empty",
+            alarm_description="Events failed permanently and wait in the dead-letter queue.",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": args.dead_letter_queue_name},
+            statistic="Maximum",
+            period=args.period_seconds,
+            threshold=args.dead_letter_threshold,
+            alarm_actions=actions,
+            ok_actions=actions,
+            evaluation_periods=args.evaluation_periods,
+            comparison_operator=comparison,
+            treat_missing_data=missing_data,
+            opts=child,
+        )
+        delivery_errors = aws.cloudwatch.MetricAlarm(
+            f"{name}-delivery-errors",
+            name=f"{args.name_prefix}-delivery-errors",
+            alarm_description="The delivery function failed invocations (not item failures).",
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": args.delivery_function_name},
+            statistic="Sum",
+            period=args.period_seconds,
+            threshold=args.delivery_errors_threshold,
+            alarm_actions=actions,
+            ok_actions=actions,
+            evaluation_periods=args.evaluation_periods,
+            comparison_operator=comparison,
+            treat_missing_data=missing_data,
+            opts=child,
+        )
+        api_dimensions = {"ApiId": args.api_id, "Stage": args.stage_name}
+        api_5xx = aws.cloudwatch.MetricAlarm(
+            f"{name}-api-5xx-rate",
+            name=f"{args.name_prefix}-api-5xx-rate",
+            alarm_description="The bridge API answers 5xx to a share of requests (percent).",
+            threshold=args.api_5xx_rate_percent,
+            metric_queries=[
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="rate",
+                    expression=API_5XX_RATE_EXPRESSION,
+                    label="5xx rate (%)",
+                    return_data=True,
+                ),
+                *(
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id=query_id,
+                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                            namespace="AWS/ApiGateway",
+                            metric_name=metric_name,
+                            dimensions=api_dimensions,
+                            period=args.period_seconds,
+                            stat="Sum",
+                        ),
+                    )
+                    for query_id, metric_name in (("errors", "5xx"), ("requests", "Count"))
+                ),
+            ],
+            alarm_actions=actions,
+            ok_actions=actions,
+            evaluation_periods=args.evaluation_periods,
+            comparison_operator=comparison,
+            treat_missing_data=missing_data,
+            opts=child,
+        )
+
+        self.alarm_names = pulumi.Output.all(dead_letter.name, delivery_errors.name, api_5xx.name)
+        self.register_outputs({"alarm_names": self.alarm_names})
