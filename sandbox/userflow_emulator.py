@@ -1,0 +1,753 @@
+"""The Userflow emulator: REST API (users, groups, events, webhook subscriptions) and signed
+webhooks, with in-app activity simulated on demand.
+
+`python -m sandbox userflow --port P` prints `READY userflow http://127.0.0.1:P` once listening.
+
+Wire rules (NOTES §4-5): `Authorization: Bearer ak_…`, `Userflow-Version: 2020-01-03` on every
+call (400 otherwise), JSON in and out, errors `{"error": {"code", "message"}}`, lists
+`{"object": "list", "data", "has_more", "next_page_url"}` with `limit` (1..100, default 10) and
+`starting_after`.
+
+Webhooks: every change to a user or group (`user.created`/`user.updated`,
+`group.created`/`group.updated`) and every tracked event (`event.tracked.<name>`) becomes one
+notification, sent on background threads to each enabled subscription whose topics match
+(`*`, or a topic equal to or a dot-prefix of the notification's), signed
+`Userflow-Signature: t=<unix>,v1=hex(HMAC-SHA256(secret, f"{t}.{body}"))`, retried on any
+non-2xx or network error with backoff on a compressed clock.
+
+Choices where the real API is silent (documented for the clients built against this):
+- `POST /events` for an unknown user creates that user (no attributes, `user.created` fires);
+  an unknown `group_id` creates the group. Events need a user: there are no anonymous ones.
+- An upsert that changes nothing fires no `user.updated`/`group.updated` (no webhook echo).
+- The notification's `topic` for an event is the full `event.tracked.<name>`.
+- One notification id per change, shared by every subscription it goes to (receivers dedupe
+  on it).
+- A plain `null` attribute value removes the attribute.
+- `POST /__sandbox__/simulate` needs an existing user (in-app activity needs an identified user).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from sandbox.emu_http import (
+    ApiError,
+    Emulator,
+    Fault,
+    HttpRequest,
+    HttpResponse,
+    JsonObject,
+    OutboundRequest,
+    compact_json,
+    json_response,
+    utc_now_iso,
+)
+from sandbox.emu_userflow_attributes import InvalidAttribute, merge_attributes, validate_attributes
+
+# Sandbox-only credential, published in docs/ARCHITECTURE.md.
+SANDBOX_API_KEY = "ak_sandbox_local"
+API_VERSION = "2020-01-03"
+SIGNATURE_HEADER = "Userflow-Signature"
+LIST_LIMIT_DEFAULT = 10
+LIST_LIMIT_MAX = 100
+TOPIC_PATTERN = re.compile(
+    r"^(\*|user(\.(created|updated))?|group(\.(created|updated))?|event(\.tracked(\.[^\s]+)?)?)$"
+)
+WEBHOOK_USER_AGENT = "Userflow-Webhooks"
+
+
+def userflow_signature(secret: str, timestamp: int, body: bytes) -> str:
+    signed = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def topic_matches(subscribed: str, topic: str) -> bool:
+    """Hierarchical topics: `*` is everything, `event` covers `event.tracked.flow_started`."""
+    return subscribed == "*" or topic == subscribed or topic.startswith(subscribed + ".")
+
+
+def error(status: int, code: str, message: str) -> ApiError:
+    return ApiError(json_response(status, {"error": {"code": code, "message": message}}))
+
+
+def _object_id(value: Any, field: str) -> str:
+    """Ids are strings; numbers are accepted and stringified (as JSON clients often send)."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
+        raise error(400, "invalid_request", f"{field} must be a non-empty string")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[[UserflowEmulator, HttpRequest, dict[str, str], Any], tuple[int, Any]]
+
+
+_ROUTES: list[Route] = []
+
+
+def _route(method: str, template: str) -> Callable[[Any], Any]:
+    pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
+
+    def register(function: Any) -> Any:
+        _ROUTES.append(Route(method, pattern, function))
+        return function
+
+    return register
+
+
+class UserflowEmulator(Emulator):
+    name = "userflow"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        seed: int | None = 0,
+        api_keys: list[str] | None = None,
+        delivery_attempts: int = 5,
+        delivery_backoff_s: float = 0.2,
+        delivery_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(
+            host,
+            port,
+            seed=seed,
+            delivery_attempts=delivery_attempts,
+            delivery_backoff_s=delivery_backoff_s,
+            delivery_timeout_s=delivery_timeout_s,
+        )
+        self.api_keys = {SANDBOX_API_KEY, *(api_keys or [])}
+        self.reset_state()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def reset_state(self) -> None:
+        with self.lock:
+            self.users: dict[str, JsonObject] = {}
+            self.groups: dict[str, JsonObject] = {}
+            self.memberships: dict[tuple[str, str], JsonObject] = {}
+            self.events: list[JsonObject] = []
+            self.subscriptions: dict[str, JsonObject] = {}
+            self.notifications: list[JsonObject] = []
+
+    def state(self) -> JsonObject:
+        with self.lock:
+            snapshot: JsonObject = json.loads(
+                json.dumps(
+                    {
+                        "users": list(self.users.values()),
+                        "groups": list(self.groups.values()),
+                        "memberships": list(self.memberships.values()),
+                        "events": self.events,
+                        "webhook_subscriptions": list(self.subscriptions.values()),
+                        "notifications": self.notifications,
+                    }
+                )
+            )
+        return snapshot
+
+    # -- shared emulator hooks -----------------------------------------------------------------
+
+    def fault_response(self, fault: Fault, request: HttpRequest) -> HttpResponse:
+        status = fault.status or 500
+        code = {429: "rate_limited", 404: "not_found"}.get(status, "injected_fault")
+        response = json_response(status, {"error": {"code": code, "message": "injected fault"}})
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = str(max(0, round(fault.retry_after)))
+        elif status == 429:
+            response.headers["Retry-After"] = "1"
+        return response
+
+    def handle_sandbox_extra(self, request: HttpRequest, route: str) -> HttpResponse | None:
+        if request.method == "POST" and route == "simulate":
+            try:
+                return json_response(200, self._simulate(self._json_body(request)))
+            except ApiError as exc:
+                return exc.response
+        return None
+
+    def handle_api(self, request: HttpRequest) -> HttpResponse:
+        route, params = self._match(request)
+        self._authenticate(request)
+        version = request.header("Userflow-Version")
+        if version != API_VERSION:
+            raise error(
+                400,
+                "invalid_version",
+                f"Userflow-Version header must be {API_VERSION!r}"
+                + (f", got {version!r}" if version else ", and it is missing"),
+            )
+        body = self._json_body(request) if request.method in {"POST", "PATCH"} else None
+        status, data = route.handler(self, request, params, body)
+        return json_response(status, data)
+
+    # -- request plumbing ----------------------------------------------------------------------
+
+    @staticmethod
+    def _match(request: HttpRequest) -> tuple[Route, dict[str, str]]:
+        known = False
+        for route in _ROUTES:
+            match = route.pattern.match(request.path)
+            if match is None:
+                continue
+            known = True
+            if route.method == request.method:
+                return route, match.groupdict()
+        if known:
+            raise error(405, "method_not_allowed", f"{request.method} {request.path}")
+        raise error(404, "not_found", f"no such endpoint {request.path}")
+
+    def _authenticate(self, request: HttpRequest) -> None:
+        scheme, _, key = request.header("Authorization").partition(" ")
+        if scheme.lower() != "bearer" or key.strip() not in self.api_keys:
+            raise error(401, "unauthorized", "missing or invalid API key (Bearer ak_…)")
+
+    @staticmethod
+    def _json_body(request: HttpRequest) -> JsonObject:
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError as exc:
+            raise error(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise error(400, "invalid_request", "request body must be a JSON object")
+        return body
+
+    @staticmethod
+    def _attributes(body: Mapping[str, Any], field: str = "attributes") -> Any:
+        attributes = body.get(field)
+        try:
+            validate_attributes(attributes)
+        except InvalidAttribute as exc:
+            raise error(400, "invalid_attribute", str(exc)) from exc
+        return attributes
+
+    def _list(
+        self, request: HttpRequest, items: list[JsonObject], path: str
+    ) -> tuple[int, JsonObject]:
+        raw_limit = request.query_value("limit")
+        try:
+            limit = int(raw_limit) if raw_limit is not None else LIST_LIMIT_DEFAULT
+        except ValueError as exc:
+            raise error(400, "invalid_request", "limit must be an integer") from exc
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise error(400, "invalid_request", f"limit must be between 1 and {LIST_LIMIT_MAX}")
+        after = request.query_value("starting_after")
+        start = 0
+        if after:
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise error(400, "invalid_request", f"starting_after {after!r} is not in the list")
+            start = ids.index(after) + 1
+        page = items[start : start + limit]
+        has_more = start + limit < len(items)
+        next_url = (
+            f"{path}?limit={limit}&starting_after={quote(page[-1]['id'], safe='')}"
+            if has_more and page
+            else None
+        )
+        return 200, {
+            "object": "list",
+            "data": page,
+            "has_more": has_more,
+            "next_page_url": next_url,
+        }
+
+    def _new_id(self) -> str:
+        raw = self.ids.hex(32)
+        return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+    # -- domain operations (lock held by callers) ------------------------------------------------
+
+    def _upsert_group(self, group_id: str, attributes: Any) -> JsonObject | None:
+        """Create or merge a group; returns the notification topic+object, None if unchanged."""
+        existing = self.groups.get(group_id)
+        now = utc_now_iso()
+        if existing is None:
+            group = {
+                "id": group_id,
+                "object": "group",
+                "attributes": merge_attributes({}, attributes),
+                "created_at": now,
+                "updated_at": now,
+            }
+            self.groups[group_id] = group
+            return {"topic": "group.created", "object": group}
+        merged = merge_attributes(existing["attributes"], attributes)
+        if merged == existing["attributes"]:
+            return None
+        existing.update(attributes=merged, updated_at=now)
+        return {"topic": "group.updated", "object": existing}
+
+    def _ensure_user(self, user_id: str) -> JsonObject | None:
+        if user_id in self.users:
+            return None
+        now = utc_now_iso()
+        user = {
+            "id": user_id,
+            "object": "user",
+            "attributes": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.users[user_id] = user
+        return {"topic": "user.created", "object": user}
+
+    def _render_user(self, user: JsonObject) -> JsonObject:
+        memberships = [
+            {
+                "object": "group_membership",
+                "attributes": m["attributes"],
+                "created_at": m["created_at"],
+                "group": self.groups[m["group_id"]],
+            }
+            for key, m in self.memberships.items()
+            if key[0] == user["id"] and m["group_id"] in self.groups
+        ]
+        rendered: JsonObject = json.loads(json.dumps({**user, "memberships": memberships}))
+        return rendered
+
+    def _record_event(
+        self, user_id: str, name: str, attributes: Any, group_id: str | None, at: str | None
+    ) -> list[JsonObject]:
+        changes: list[JsonObject] = []
+        created_user = self._ensure_user(user_id)
+        if created_user:
+            changes.append(created_user)
+        if group_id is not None and group_id not in self.groups:
+            created_group = self._upsert_group(group_id, None)
+            if created_group:
+                changes.append(created_group)
+        now = utc_now_iso()
+        event = {
+            "id": self._new_id(),
+            "object": "event",
+            "name": name,
+            "attributes": merge_attributes({}, attributes),
+            "user_id": user_id,
+            "group_id": group_id,
+            "time": at or now,
+            "created_at": now,
+        }
+        self.events.append(event)
+        changes.append({"topic": f"event.tracked.{name}", "object": event})
+        return changes
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def _notify(self, changes: list[JsonObject]) -> None:
+        """Queue one signed notification per change for each matching enabled subscription."""
+        outbound: list[OutboundRequest] = []
+        with self.lock:
+            for change in changes:
+                topic = change["topic"]
+                notification = {
+                    "id": self._new_id(),
+                    "object": "webhook_notification",
+                    "api_version": API_VERSION,
+                    "created_at": utc_now_iso(),
+                    "topic": topic,
+                    "data": {"object": json.loads(json.dumps(change["object"]))},
+                }
+                body = compact_json(notification)
+                targets = [
+                    s
+                    for s in self.subscriptions.values()
+                    if not s["disabled"] and any(topic_matches(t, topic) for t in s["topics"])
+                ]
+                self.notifications.append(
+                    {
+                        "id": notification["id"],
+                        "topic": topic,
+                        "subscription_ids": [s["id"] for s in targets],
+                    }
+                )
+                for subscription in targets:
+                    stamp = int(time.time())
+                    signature = userflow_signature(subscription["secret"], stamp, body)
+                    outbound.append(
+                        OutboundRequest(
+                            delivery_id=f"{notification['id']}:{subscription['id']}",
+                            url=subscription["url"],
+                            method="POST",
+                            headers={
+                                "Content-Type": "application/json",
+                                "User-Agent": WEBHOOK_USER_AGENT,
+                                SIGNATURE_HEADER: f"t={stamp},v1={signature}",
+                            },
+                            body=body,
+                            retryable=lambda status: True,
+                            meta={
+                                "notification_id": notification["id"],
+                                "subscription_id": subscription["id"],
+                                "topic": topic,
+                            },
+                        )
+                    )
+        for request in outbound:
+            self.deliveries.submit(request)
+
+    # -- simulated in-app activity -------------------------------------------------------------
+
+    def _simulate(self, body: JsonObject) -> JsonObject:
+        user_id = _object_id(body.get("user_id"), "user_id")
+        activity = body.get("activity")
+        group_raw = body.get("group_id")
+        group_id = _object_id(group_raw, "group_id") if group_raw is not None else None
+        with self.lock:
+            if user_id not in self.users:
+                raise error(404, "not_found", f"user {user_id!r} not found: identify it first")
+            if activity == "flow":
+                flow = {
+                    "flow_id": self._new_id(),
+                    "flow_name": str(body.get("flow_name") or "Sandbox onboarding"),
+                    "flow_version_id": self._new_id(),
+                    "flow_version_number": 1,
+                    "flow_type": "flow",
+                }
+                changes = self._record_event(user_id, "flow_started", flow, group_id, None)
+                changes += self._record_event(user_id, "flow_completed", flow, group_id, None)
+            elif activity == "checklist_task":
+                task = {
+                    "checklist_id": self._new_id(),
+                    "checklist_name": str(body.get("checklist_name") or "Getting started"),
+                    "checklist_version_id": self._new_id(),
+                    "task_cvid": self._new_id(),
+                    "task_name": str(body.get("task_name") or "Invite a teammate"),
+                }
+                changes = self._record_event(
+                    user_id, "checklist_task_completed", task, group_id, None
+                )
+            else:
+                raise error(400, "invalid_request", "activity must be 'flow' or 'checklist_task'")
+        self._notify(changes)
+        events = [c["object"] for c in changes if c["object"]["object"] == "event"]
+        return {"events": json.loads(json.dumps(events))}
+
+
+# -- REST handlers --------------------------------------------------------------------------------
+
+HandlerResult = tuple[int, Any]
+
+
+@_route("POST", "/users")
+def _upsert_user(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    user_id = _object_id(body.get("id"), "id")
+    attributes = emu._attributes(body)
+    if "groups" in body and "memberships" in body:
+        raise error(400, "invalid_request", "send either groups or memberships, never both")
+    wanted: list[tuple[str, Any, Any]] = []  # (group id, group attributes, membership attributes)
+    for entry in body.get("groups") or []:
+        if not isinstance(entry, dict):
+            raise error(400, "invalid_request", "groups entries must be objects {id, attributes}")
+        wanted.append((_object_id(entry.get("id"), "groups[].id"), emu._attributes(entry), None))
+    for entry in body.get("memberships") or []:
+        group = entry.get("group") if isinstance(entry, dict) else None
+        if not isinstance(group, dict):
+            raise error(400, "invalid_request", "memberships entries need a group object")
+        wanted.append(
+            (
+                _object_id(group.get("id"), "memberships[].group.id"),
+                emu._attributes(group),
+                emu._attributes(entry),
+            )
+        )
+    prune = body.get("prune_memberships", False)
+    if not isinstance(prune, bool):
+        raise error(400, "invalid_request", "prune_memberships must be a boolean")
+    changes: list[JsonObject] = []
+    with emu.lock:
+        now = utc_now_iso()
+        existing = emu.users.get(user_id)
+        membership_changed = False
+        for group_id, group_attributes, membership_attributes in wanted:
+            group_change = emu._upsert_group(group_id, group_attributes)
+            if group_change:
+                changes.append(group_change)
+            key = (user_id, group_id)
+            membership = emu.memberships.get(key)
+            if membership is None:
+                emu.memberships[key] = {
+                    "object": "group_membership",
+                    "user_id": user_id,
+                    "group_id": group_id,
+                    "attributes": merge_attributes({}, membership_attributes),
+                    "created_at": now,
+                }
+                membership_changed = True
+            elif membership_attributes:
+                merged = merge_attributes(membership["attributes"], membership_attributes)
+                membership_changed |= merged != membership["attributes"]
+                membership["attributes"] = merged
+        if prune:
+            keep = {group_id for group_id, _, _ in wanted}
+            for key in [k for k in emu.memberships if k[0] == user_id and k[1] not in keep]:
+                del emu.memberships[key]
+                membership_changed = True
+        user: JsonObject
+        if existing is None:
+            user = {
+                "id": user_id,
+                "object": "user",
+                "attributes": merge_attributes({}, attributes),
+                "created_at": now,
+                "updated_at": now,
+            }
+            emu.users[user_id] = user
+            changes.insert(0, {"topic": "user.created", "object": user})
+        else:
+            user = existing
+            merged = merge_attributes(user["attributes"], attributes)
+            if merged != user["attributes"] or membership_changed:
+                user.update(attributes=merged, updated_at=now)
+                changes.insert(0, {"topic": "user.updated", "object": user})
+        rendered = emu._render_user(user)
+    emu._notify(changes)
+    return 200, rendered
+
+
+@_route("GET", "/users")
+def _list_users(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        users = [emu._render_user(u) for u in emu.users.values()]
+    return emu._list(req, users, "/users")
+
+
+@_route("GET", "/users/{user_id}")
+def _get_user(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        user = emu.users.get(p["user_id"])
+        if user is None:
+            raise error(404, "not_found", f"user {p['user_id']!r} not found")
+        return 200, emu._render_user(user)
+
+
+@_route("DELETE", "/users/{user_id}")
+def _delete_user(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        if emu.users.pop(p["user_id"], None) is None:
+            raise error(404, "not_found", f"user {p['user_id']!r} not found")
+        for key in [k for k in emu.memberships if k[0] == p["user_id"]]:
+            del emu.memberships[key]
+        emu.events = [e for e in emu.events if e["user_id"] != p["user_id"]]
+    return 200, {"id": p["user_id"], "object": "user", "deleted": True}
+
+
+@_route("POST", "/groups")
+def _upsert_group(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    group_id = _object_id(body.get("id"), "id")
+    attributes = emu._attributes(body)
+    with emu.lock:
+        change = emu._upsert_group(group_id, attributes)
+        group = json.loads(json.dumps(emu.groups[group_id]))
+    emu._notify([change] if change else [])
+    return 200, group
+
+
+@_route("GET", "/groups")
+def _list_groups(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        groups = json.loads(json.dumps(list(emu.groups.values())))
+    return emu._list(req, groups, "/groups")
+
+
+@_route("GET", "/groups/{group_id}")
+def _get_group(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        group = emu.groups.get(p["group_id"])
+        if group is None:
+            raise error(404, "not_found", f"group {p['group_id']!r} not found")
+        return 200, json.loads(json.dumps(group))
+
+
+@_route("DELETE", "/groups/{group_id}")
+def _delete_group(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        if emu.groups.pop(p["group_id"], None) is None:
+            raise error(404, "not_found", f"group {p['group_id']!r} not found")
+        for key in [k for k in emu.memberships if k[1] == p["group_id"]]:
+            del emu.memberships[key]
+    return 200, {"id": p["group_id"], "object": "group", "deleted": True}
+
+
+@_route("POST", "/events")
+def _track_event(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    user_id = _object_id(body.get("user_id"), "user_id")
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise error(400, "invalid_request", "name must be a non-empty string")
+    attributes = emu._attributes(body)
+    group_raw = body.get("group_id")
+    group_id = _object_id(group_raw, "group_id") if group_raw is not None else None
+    at = body.get("time")
+    if at is not None and not isinstance(at, str):
+        raise error(400, "invalid_request", "time must be an ISO 8601 string")
+    with emu.lock:
+        changes = emu._record_event(user_id, name, attributes, group_id, at)
+    emu._notify(changes)
+    return 200, json.loads(json.dumps(changes[-1]["object"]))
+
+
+@_route("GET", "/events")
+def _list_events(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    user_id = req.query_value("user_id")
+    with emu.lock:
+        events = [e for e in emu.events if user_id is None or e["user_id"] == user_id]
+        events = json.loads(json.dumps(events))
+    return emu._list(req, events, "/events")
+
+
+def _check_subscription_fields(body: Mapping[str, Any], partial: bool) -> None:
+    if not partial or "url" in body:
+        url = body.get("url")
+        if not isinstance(url, str) or not re.match(r"^https?://\S+$", url):
+            raise error(400, "invalid_request", "url must be an http(s) URL")
+    if not partial or "topics" in body:
+        topics = body.get("topics")
+        if (
+            not isinstance(topics, list)
+            or not topics
+            or not all(isinstance(t, str) and TOPIC_PATTERN.match(t) for t in topics)
+        ):
+            raise error(
+                400,
+                "invalid_request",
+                "topics must be a non-empty list of: *, user[.created|.updated], "
+                "group[.created|.updated], event, event.tracked[.<name>]",
+            )
+    if "disabled" in body and not isinstance(body["disabled"], bool):
+        raise error(400, "invalid_request", "disabled must be a boolean")
+
+
+@_route("POST", "/webhook_subscriptions")
+def _create_subscription(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    if body.get("api_version") != API_VERSION:
+        raise error(400, "invalid_request", f"api_version must be {API_VERSION!r}")
+    _check_subscription_fields(body, partial=False)
+    with emu.lock:
+        subscription = {
+            "id": emu._new_id(),
+            "object": "webhook_subscription",
+            "api_version": API_VERSION,
+            "url": body["url"],
+            "topics": list(body["topics"]),
+            "disabled": bool(body.get("disabled", False)),
+            "secret": emu.ids.token(40),
+            "created_at": utc_now_iso(),
+        }
+        emu.subscriptions[subscription["id"]] = subscription
+        return 200, dict(subscription)
+
+
+@_route("GET", "/webhook_subscriptions")
+def _list_subscriptions(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        items = json.loads(json.dumps(list(emu.subscriptions.values())))
+    return emu._list(req, items, "/webhook_subscriptions")
+
+
+def _subscription(emu: UserflowEmulator, subscription_id: str) -> JsonObject:
+    subscription = emu.subscriptions.get(subscription_id)
+    if subscription is None:
+        raise error(404, "not_found", f"webhook subscription {subscription_id!r} not found")
+    return subscription
+
+
+@_route("GET", "/webhook_subscriptions/{subscription_id}")
+def _get_subscription(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        return 200, dict(_subscription(emu, p["subscription_id"]))
+
+
+@_route("PATCH", "/webhook_subscriptions/{subscription_id}")
+def _update_subscription(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    unknown = set(body) - {"url", "topics", "disabled"}
+    if unknown:
+        raise error(400, "invalid_request", f"cannot update {sorted(unknown)}")
+    _check_subscription_fields(body, partial=True)
+    with emu.lock:
+        subscription = _subscription(emu, p["subscription_id"])
+        subscription.update(
+            {key: body[key] for key in ("url", "topics", "disabled") if key in body}
+        )
+        return 200, dict(subscription)
+
+
+@_route("DELETE", "/webhook_subscriptions/{subscription_id}")
+def _delete_subscription(
+    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        _subscription(emu, p["subscription_id"])
+        del emu.subscriptions[p["subscription_id"]]
+    return 200, {"id": p["subscription_id"], "object": "webhook_subscription", "deleted": True}
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox userflow", description="Userflow emulator: REST API and webhooks"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=0, help="seed of generated ids and secrets")
+    parser.add_argument("--api-key", action="append", default=[], help="extra accepted API key")
+    parser.add_argument("--delivery-attempts", type=int, default=5)
+    parser.add_argument("--delivery-backoff", type=float, default=0.2, help="first retry delay, s")
+    parser.add_argument("--delivery-timeout", type=float, default=10.0)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    emulator = UserflowEmulator(
+        args.host,
+        args.port,
+        seed=args.seed,
+        api_keys=args.api_key,
+        delivery_attempts=args.delivery_attempts,
+        delivery_backoff_s=args.delivery_backoff,
+        delivery_timeout_s=args.delivery_timeout,
+    )
+    return emulator.serve_until_interrupted()
