@@ -254,6 +254,11 @@ SettingsT = TypeVar("SettingsT")
 ClientT = TypeVar("ClientT")
 
 
+def unknown() -> Any:
+    """A placeholder for a value only known after apply (what preview passes in its place)."""
+    return Unknown()  # type: ignore[no-untyped-call]
+
+
 def is_unknown(value: Any) -> bool:
     """True for a value Pulumi doesn't know yet (preview): validate and compare it later."""
     if isinstance(value, Unknown):

@@ -30,6 +30,7 @@ MAX_PAGES = 500  # a bound on every listing, so a cursor bug can't loop forever
 HTTP_API_SOURCE_METADATA_ID = "iUM16Md8P2"
 WEBHOOKS_ACTIONS_METADATA_ID = "614a3c7d791c91c41bae7599"
 WEBHOOKS_SEND_ACTION_ID = "nFPnRozhz1mh4Gbx4MLvT5"
+BATCH_SIZE_RANGE = (1, 4000)  # the Send action's batch_size field
 
 MASK_CHAR = "•"
 
@@ -95,6 +96,11 @@ class SegmentClient:
 
     def delete_source(self, source_id: str) -> None:
         self._delete(f"/sources/{source_id}", "delete source", source_id, MEDIA_V1)
+
+    def add_write_key(self, source_id: str) -> str:
+        """Mint a write key (alpha endpoint, outside the v36 spec; needs Source Admin)."""
+        data = self._data("POST", f"/sources/{source_id}/writekey", "add write key", source_id)
+        return str(data["writeKey"])
 
     def list_sources(self) -> Iterator[dict[str, Any]]:
         return self._paginate("/sources", "list sources", "sources", MEDIA_V1)

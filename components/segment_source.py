@@ -26,7 +26,13 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.api_http import ConfiguredProvider, NotFoundError, diff_managed, is_unknown
+from components.api_http import (
+    ApiError,
+    ConfiguredProvider,
+    NotFoundError,
+    diff_managed,
+    is_unknown,
+)
 from components.segment_api import (
     HTTP_API_SOURCE_METADATA_ID,
     TOKEN_KEY,
@@ -177,6 +183,8 @@ class SegmentSourceProvider(_SegmentProviderBase):
         replaces, updates = diff_managed(
             olds, with_source_defaults(news), SOURCE_IDENTITY, SOURCE_MUTABLE
         )
+        if not olds.get("write_key"):
+            updates.append("write_key")  # refresh found no key: update mints one
         # A new slug can be created before the old source goes; the same slug can't (create
         # would find and refuse the old one), so then the old one must be deleted first.
         return DiffResult(
@@ -202,31 +210,38 @@ class SegmentSourceProvider(_SegmentProviderBase):
         # metadataId, settings), so the display name takes a follow-up PATCH.
         if source_needs_update(source, inputs):
             source = client.update_source(source["id"], update_source_body(inputs))
-        write_key = pick_write_key(list(source.get("writeKeys") or []), None)
-        if write_key is None:
-            # Not the alpha POST /sources/{id}/writekey: it is outside the v36 spec, and a token
-            # without Source Admin could not read the key it created anyway.
-            raise ValueError(no_write_key_message(inputs["slug"]))
+        write_key = self._write_key(source, None, inputs["slug"])
         return CreateResult(source["id"], source_state(source, write_key))
+
+    def _write_key(self, source: Mapping[str, Any], previous: str | None, slug: str) -> str:
+        """The source's write key; an empty list means no permission, or no key at all.
+
+        Only a Source Admin token sees keys, and only it may mint one with the alpha
+        ``POST /sources/{id}/writekey``; so when the list is empty, try minting one (that heals
+        a key deleted out of band) and turn a refusal into the message that says what to fix.
+        """
+        write_key = pick_write_key(list(source.get("writeKeys") or []), previous)
+        if write_key is not None:
+            return write_key
+        try:
+            return self.client().add_write_key(str(source["id"]))
+        except ApiError as exc:
+            raise ValueError(f"{no_write_key_message(slug)} ({exc})") from None
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
             source = self.client().get_source(id_)
         except NotFoundError:
             return ReadResult("", {})
-        previous = props.get("write_key")
-        keys = list(source.get("writeKeys") or [])
-        # With no keys listed we can't tell (token without Source Admin): keep what we have.
-        write_key = pick_write_key(keys, previous) if keys else previous
+        # No key listed (deleted out of band, or the token lost Source Admin) reads as None,
+        # which diff() turns into an update that mints a key or says what permission is missing.
+        write_key = pick_write_key(list(source.get("writeKeys") or []), props.get("write_key"))
         return ReadResult(id_, source_state(source, write_key))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_source_defaults(news)
         source = self.client().update_source(id_, update_source_body(inputs))
-        keys = list(source.get("writeKeys") or [])
-        write_key = pick_write_key(keys, olds.get("write_key"))
-        if write_key is None:
-            raise ValueError(no_write_key_message(inputs["slug"]))
+        write_key = self._write_key(source, olds.get("write_key"), inputs["slug"])
         return UpdateResult(source_state(source, write_key))
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
