@@ -19,6 +19,7 @@ Exit 0 only if every event arrived exactly once, nothing echoed, and destroy lef
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ from sandbox.stack_traffic import (
     render_table,
     send_segment_calls,
 )
+from sandbox.verify import session_path
 
 STACK = "local"
 DEFAULT_USERS = 10
@@ -230,6 +232,10 @@ def run_demo(
                     "SEGMENT_SHARED_SECRET": secrets.shared_secret,
                     "USERFLOW_WEBHOOK_SECRET": secrets.userflow_webhook_secret,
                 })
+                session = session_path(state_dir, STACK)
+                session.write_text(json.dumps({
+                    "bridgeUrl": bridge_url, "userflowApiUrl": userflow.url,
+                    "segmentApiUrl": segment.url}), encoding="utf-8")
                 outcome.reports = _drive(plan, secrets, segment.url, userflow.url, bridge_url,
                                          wait_s, out)
                 out("")
@@ -242,6 +248,7 @@ def run_demo(
                 out("interrupted: destroying the stack and stopping everything")
                 raise
             finally:
+                session_path(state_dir, STACK).unlink(missing_ok=True)
                 if deployed:
                     out(f"⑥ pulumi destroy --stack {STACK}")
                     try:
