@@ -1,0 +1,153 @@
+"""The Segment and Userflow side of one environment, wired to the bridge.
+
+Replaces Userflow's three manual setup steps: a Segment HTTP API source for the events Userflow
+sends (``userflow-<environment>``), a Webhooks (Actions) destination on the app's source that
+sends the app's events to the bridge, and a Userflow webhook subscription that sends Userflow's
+own events to the bridge.
+
+The app's source is given by id, or by slug (resolved by a ``SegmentSourceLookup`` resource, so
+the Segment token is only ever read by the providers, never by the Pulumi program), or, in the
+sandbox only, created here as ``app-<environment>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.segment_destination import (
+    DEFAULT_EVENT_TYPES,
+    SegmentWebhookDestination,
+    SegmentWebhookDestinationArgs,
+)
+from components.segment_source import SegmentSource, SegmentSourceArgs, SegmentSourceLookup
+from components.userflow_webhook import (
+    DEFAULT_TOPICS,
+    UserflowWebhookSubscription,
+    UserflowWebhookSubscriptionArgs,
+)
+
+COMPONENT_TYPE = "userflow-segment:index:Integration"
+
+
+@dataclass(frozen=True)
+class IntegrationArgs:
+    """How one environment's Segment and Userflow objects are wired to its bridge."""
+
+    environment: str  # staging | production | local
+    bridge_url: pulumi.Input[str]  # https://… (http://127.0.0.1:… only for local)
+    app_source_id: pulumi.Input[str] | None = None  # the app's existing Segment source, or…
+    app_source_slug: str | None = None  # …its slug (looked up), or…
+    create_app_source: bool = False  # …sandbox only: create an "app" source too
+    event_types: list[str] = field(default_factory=lambda: list(DEFAULT_EVENT_TYPES))
+    batching: bool = False
+    batch_size: int = 100
+    shared_secret_rotation: int = 0  # bump to rotate the destination's shared secret
+    userflow_topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS))
+
+
+def userflow_source_slug(environment: str) -> str:
+    return f"userflow-{environment}"
+
+
+def app_source_slug(environment: str) -> str:
+    return f"app-{environment}"
+
+
+class SegmentUserflowIntegration(pulumi.ComponentResource):
+    """The Userflow source, the bridge destination and the Userflow webhook of one stack."""
+
+    app_source_id: pulumi.Output[str]
+    userflow_source_id: pulumi.Output[str]
+    userflow_source_slug: pulumi.Output[str]
+    write_key: pulumi.Output[str]
+    destination_id: pulumi.Output[str]
+    destination_subscription_id: pulumi.Output[str]
+    shared_secret: pulumi.Output[str]
+    userflow_subscription_id: pulumi.Output[str]
+    userflow_webhook_secret: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: IntegrationArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        environment = args.environment
+
+        self.app_source_id = self._app_source_id(name, args, child)
+
+        userflow_source = SegmentSource(
+            f"{name}-userflow-source",
+            SegmentSourceArgs(
+                slug=userflow_source_slug(environment), name=f"Userflow ({environment})"
+            ),
+            child,
+        )
+        destination = SegmentWebhookDestination(
+            f"{name}-bridge-destination",
+            SegmentWebhookDestinationArgs(
+                source_id=self.app_source_id,
+                bridge_url=args.bridge_url,
+                event_types=list(args.event_types) or list(DEFAULT_EVENT_TYPES),
+                batching=args.batching,
+                batch_size=args.batch_size,
+                shared_secret_rotation=args.shared_secret_rotation,
+                # Per environment, so two stacks sharing an app source never adopt each other's.
+                name=f"Userflow bridge ({environment})",
+            ),
+            child,
+        )
+        webhook = UserflowWebhookSubscription(
+            f"{name}-userflow-webhook",
+            UserflowWebhookSubscriptionArgs(
+                bridge_url=args.bridge_url,
+                topics=list(args.userflow_topics) or list(DEFAULT_TOPICS),
+            ),
+            child,
+        )
+
+        self.userflow_source_id = userflow_source.source_id
+        self.userflow_source_slug = userflow_source.slug
+        self.write_key = pulumi.Output.secret(userflow_source.write_key)
+        self.destination_id = destination.destination_id
+        self.destination_subscription_id = destination.subscription_id
+        self.shared_secret = pulumi.Output.secret(destination.shared_secret)
+        self.userflow_subscription_id = webhook.subscription_id
+        self.userflow_webhook_secret = pulumi.Output.secret(webhook.secret)
+        self.register_outputs(
+            {
+                "app_source_id": self.app_source_id,
+                "userflow_source_id": self.userflow_source_id,
+                "userflow_source_slug": self.userflow_source_slug,
+                "write_key": self.write_key,
+                "destination_id": self.destination_id,
+                "destination_subscription_id": self.destination_subscription_id,
+                "shared_secret": self.shared_secret,
+                "userflow_subscription_id": self.userflow_subscription_id,
+                "userflow_webhook_secret": self.userflow_webhook_secret,
+            }
+        )
+
+    @staticmethod
+    def _app_source_id(
+        name: str, args: IntegrationArgs, child: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        if args.create_app_source:
+            app_source = SegmentSource(
+                f"{name}-app-source",
+                SegmentSourceArgs(
+                    slug=app_source_slug(args.environment), name=f"App ({args.environment})"
+                ),
+                child,
+            )
+            return app_source.source_id
+        if args.app_source_id:
+            return pulumi.Output.from_input(args.app_source_id)
+        if args.app_source_slug:
+            lookup = SegmentSourceLookup(f"{name}-app-source-lookup", args.app_source_slug, child)
+            return lookup.source_id
+        raise ValueError(
+            "the app's Segment source is not set: give app_source_id or app_source_slug "
+            "(or create_app_source in the sandbox)"
+        )

@@ -1,0 +1,267 @@
+"""The Userflow webhook subscription that sends Userflow's own events to ``<bridge>/userflow``.
+
+Default topics are the events Userflow itself records (flows, checklists, …), not ``event`` or
+``*``: those would include the events the bridge wrote to Userflow from Segment and echo them
+back. Userflow returns the subscription's signing ``secret``; it is a secret output.
+
+State refers to the provider class by this module path: do not move or rename it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    Config,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    UpdateResult,
+)
+
+from components.api_http import (
+    ConfiguredProvider,
+    NotFoundError,
+    check_base_url,
+    diff_managed,
+    is_unknown,
+    unknown,
+)
+from components.userflow_api import (
+    API_VERSION,
+    UserflowClient,
+    UserflowSettings,
+    userflow_settings_from_config,
+)
+
+BRIDGE_PATH = "/userflow"
+# Userflow-generated events the bridge forwards to Segment (NOTES §5 built-in names).
+DEFAULT_TOPICS = tuple(
+    f"event.tracked.{name}"
+    for name in (
+        "flow_started",
+        "flow_completed",
+        "flow_ended",
+        "checklist_started",
+        "checklist_completed",
+        "checklist_task_completed",
+        "question_answered",
+    )
+)
+# NOTES §5: `*`, user(.created|.updated), group(.created|.updated), event(.tracked(.<name>)).
+TOPIC_PATTERN = re.compile(
+    r"^(\*|user(\.created|\.updated)?|group(\.created|\.updated)?"
+    r"|event(\.tracked(\.[a-z0-9_]+)?)?)$"
+)
+
+WEBHOOK_IDENTITY = ("api_version",)
+WEBHOOK_MUTABLE = ("url", "topics")
+WEBHOOK_OUTPUTS = ("subscription_id", "secret")
+
+
+@dataclass(frozen=True)
+class UserflowWebhookSubscriptionArgs:
+    """A Userflow webhook subscription pointed at the bridge."""
+
+    bridge_url: pulumi.Input[str]  # https://… (http://127.0.0.1:… only for the local stack)
+    topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS))
+
+
+# -- payload <-> state (pure) ------------------------------------------------------------------
+
+
+def webhook_inputs(args: UserflowWebhookSubscriptionArgs) -> dict[str, Any]:
+    return {
+        "bridge_url": args.bridge_url,
+        "topics": list(args.topics) or list(DEFAULT_TOPICS),
+        "api_version": API_VERSION,
+    }
+
+
+def with_webhook_defaults(news: Mapping[str, Any]) -> dict[str, Any]:
+    inputs = dict(news)
+    if not inputs.get("topics"):
+        inputs["topics"] = list(DEFAULT_TOPICS)
+    if not inputs.get("api_version"):
+        inputs["api_version"] = API_VERSION
+    return inputs
+
+
+def canonical_topics(topics: list[str]) -> list[str]:
+    """Sorted and de-duplicated: Userflow treats topics as a set, so order is not drift."""
+    return sorted(set(topics))
+
+
+def webhook_endpoint(bridge_url: str) -> str:
+    return bridge_url.rstrip("/") + BRIDGE_PATH
+
+
+def desired_webhook_view(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    bridge_url = inputs["bridge_url"]
+    topics = inputs["topics"]
+    return {
+        "api_version": inputs["api_version"],
+        "url": unknown() if is_unknown(bridge_url) else webhook_endpoint(bridge_url),
+        "topics": unknown() if is_unknown(topics) else canonical_topics(topics),
+    }
+
+
+def create_webhook_body(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "api_version": inputs["api_version"],
+        "url": webhook_endpoint(inputs["bridge_url"]),
+        "topics": canonical_topics(inputs["topics"]),
+    }
+
+
+def update_webhook_body(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "url": webhook_endpoint(inputs["bridge_url"]),
+        "topics": canonical_topics(inputs["topics"]),
+    }
+
+
+def webhook_state(subscription: Mapping[str, Any], known_secret: str | None) -> dict[str, Any]:
+    """The outputs, from a Userflow ``webhook_subscription`` object."""
+    return {
+        "subscription_id": subscription["id"],
+        "secret": subscription.get("secret") or known_secret,
+        "url": subscription.get("url"),
+        "topics": canonical_topics(list(subscription.get("topics") or [])),
+        "api_version": subscription.get("api_version") or API_VERSION,
+    }
+
+
+def validate_webhook_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    failures: list[tuple[str, str]] = []
+    bridge_url = inputs.get("bridge_url")
+    if not is_unknown(bridge_url):
+        problem = (
+            check_base_url(bridge_url, "bridge_url")
+            if isinstance(bridge_url, str)
+            else "bridge_url must be a URL string"
+        )
+        if problem:
+            failures.append(("bridge_url", problem))
+    topics = inputs.get("topics")
+    if not is_unknown(topics):
+        if not isinstance(topics, list) or not topics:
+            failures.append(("topics", "topics must list at least one Userflow webhook topic"))
+        else:
+            bad = [t for t in topics if not isinstance(t, str) or not TOPIC_PATTERN.match(t)]
+            if bad:
+                failures.append(
+                    (
+                        "topics",
+                        f"unknown topic(s) {bad}: use *, user, user.created, user.updated, "
+                        "group, group.created, group.updated, event, event.tracked or "
+                        "event.tracked.<snake_case_event_name>",
+                    )
+                )
+    if inputs.get("api_version") not in (None, API_VERSION):
+        failures.append(("api_version", f"api_version must be {API_VERSION}"))
+    return failures
+
+
+# -- provider --------------------------------------------------------------------------------
+
+
+class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowSettings, UserflowClient]):
+    """CRUD of a Userflow webhook subscription."""
+
+    def settings_from_config(self, config: Config) -> UserflowSettings:
+        return userflow_settings_from_config(config)
+
+    def settings_problems(self, settings: UserflowSettings) -> list[str]:
+        return settings.problems()
+
+    def build_client(self, settings: UserflowSettings) -> UserflowClient:
+        return UserflowClient(settings, policy=self._policy)
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = with_webhook_defaults(news)
+        failures = [CheckFailure(p, r) for p, r in validate_webhook_inputs(inputs)]
+        failures.extend(CheckFailure("config", problem) for problem in self.config_problems())
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces, updates = diff_managed(
+            olds,
+            desired_webhook_view(with_webhook_defaults(news)),
+            WEBHOOK_IDENTITY,
+            WEBHOOK_MUTABLE,
+        )
+        return DiffResult(changes=bool(replaces or updates), replaces=replaces)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = with_webhook_defaults(props)
+        client = self.client()
+        url = webhook_endpoint(inputs["bridge_url"])
+        # Adopt what an interrupted `up` left behind (same url) instead of a second one, which
+        # would deliver every event twice.
+        existing = next(
+            (s for s in client.list_webhook_subscriptions() if s.get("url") == url), None
+        )
+        if existing is not None and not existing.get("secret"):
+            existing = client.get_webhook_subscription(str(existing["id"]))
+        if existing is not None and existing.get("secret"):
+            subscription = client.update_webhook_subscription(
+                str(existing["id"]), update_webhook_body(inputs)
+            )
+            state = webhook_state(subscription, str(existing["secret"]))
+        else:
+            if existing is not None:
+                # Without its secret the bridge can't verify it: replace it with one we know.
+                client.delete_webhook_subscription(str(existing["id"]))
+            subscription = client.create_webhook_subscription(create_webhook_body(inputs))
+            state = webhook_state(subscription, None)
+        if not state["secret"]:
+            raise ValueError(
+                f"Userflow API: create webhook subscription {subscription['id']} returned no "
+                "secret, so the bridge could not verify its deliveries"
+            )
+        return CreateResult(str(subscription["id"]), state)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            subscription = self.client().get_webhook_subscription(id_)
+        except NotFoundError:
+            return ReadResult("", {})
+        return ReadResult(id_, webhook_state(subscription, props.get("secret")))
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = with_webhook_defaults(news)
+        subscription = self.client().update_webhook_subscription(id_, update_webhook_body(inputs))
+        return UpdateResult(webhook_state(subscription, olds.get("secret")))
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        self.client().delete_webhook_subscription(id_)
+
+
+class UserflowWebhookSubscription(Resource, module="userflow", name="WebhookSubscription"):
+    """A Userflow webhook subscription to ``<bridge>/userflow``; ``secret`` is secret."""
+
+    subscription_id: pulumi.Output[str]
+    secret: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: UserflowWebhookSubscriptionArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props: dict[str, Any] = {**webhook_inputs(args), **dict.fromkeys(WEBHOOK_OUTPUTS)}
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["secret"])
+        super().__init__(
+            UserflowWebhookSubscriptionProvider(),
+            resource_name,
+            props,
+            pulumi.ResourceOptions.merge(opts, secret_opts),
+        )
