@@ -8,9 +8,25 @@ import logging
 import sys
 from typing import IO, Any
 
+
+class _LineHandler(logging.Handler):
+    """Writes each record as one line to the chosen stream, else to the current sys.stdout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: IO[str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = self.target or sys.stdout
+        try:
+            stream.write(record.getMessage() + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            self.handleError(record)
+
+
 _logger = logging.getLogger("bridge")
-_handler = logging.StreamHandler(sys.stdout)
-_handler.setFormatter(logging.Formatter("%(message)s"))
+_handler = _LineHandler()
 _logger.addHandler(_handler)
 _logger.setLevel(logging.INFO)
 # The Lambda runtime puts its own handler on the root logger: don't print every line twice.
@@ -19,7 +35,7 @@ _logger.propagate = False
 
 def use_stream(stream: IO[str]) -> None:
     """Send the log lines elsewhere (the local runner keeps stdout for its READY line)."""
-    _handler.setStream(stream)
+    _handler.target = stream
 
 
 def log(message: str, level: int = logging.INFO, **fields: Any) -> None:
