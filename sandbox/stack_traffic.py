@@ -204,19 +204,12 @@ def _userflow_users(userflow_state: Mapping[str, Any]) -> dict[str, Mapping[str,
     return {str(u.get("id")): u for u in users if isinstance(u, Mapping)}
 
 
-def _user_group_ids(user: Mapping[str, Any]) -> set[str]:
-    found: set[str] = set()
-    for key in ("memberships", "groups"):
-        entries = user.get(key) or []
-        if isinstance(entries, Mapping):
-            entries = entries.get("data") or list(entries.values())
-        for entry in entries:
-            if isinstance(entry, str):
-                found.add(entry)
-            elif isinstance(entry, Mapping):
-                group = entry.get("group")
-                gid = group.get("id") if isinstance(group, Mapping) else entry.get("group_id")
-                found.add(str(gid if gid is not None else entry.get("id")))
+def _memberships(userflow_state: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """(user id, group id) → membership, from the emulator's state."""
+    found: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for entry in userflow_state.get("memberships") or []:
+        if isinstance(entry, Mapping):
+            found[(str(entry.get("user_id")), str(entry.get("group_id")))] = entry
     return found
 
 
@@ -239,6 +232,7 @@ def account_segment_to_userflow(
     report = DirectionReport("Segment → Userflow", sent=len(plan.calls),
                              bridge=bridge_stats.get("segment_to_userflow") or {})
     users = _userflow_users(userflow_state)
+    memberships = _memberships(userflow_state)
     events = _userflow_events(userflow_state)
     by_report: Counter[str] = Counter()
     arrival_by_report: dict[str, float] = {}
@@ -270,8 +264,13 @@ def account_segment_to_userflow(
             attributes = (user or {}).get("attributes") or {}
             if user is not None and attributes.get("email") == call.traits["email"]:
                 arrived += 1
-        elif call.kind == "group" and user is not None and call.group_id in _user_group_ids(user):
-            arrived += 1
+        elif call.kind == "group":
+            membership = memberships.get((call.user_id, str(call.group_id)))
+            if membership is not None:
+                arrived += 1
+                at = parse_time(membership.get("created_at"))
+                if at is not None and call.message_id in sent_at:
+                    report.latencies_ms.append((at - sent_at[call.message_id]) * 1000)
     report.arrived = arrived
 
     # Exactly once for upserts: one successful Userflow write per identify and group call

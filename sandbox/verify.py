@@ -116,9 +116,9 @@ def _local_target(engine: Engine, stack: str, overrides: Mapping[str, str | None
             found = config.get(f"{CONFIG_NAMESPACE}:{name}")
         return str(found) if found else None
 
-    bridge_url = pick("bridgeUrl", "bridge_url", "bridgeUrl")
-    userflow_api_url = pick("userflowApiUrl", "userflow_api_url")
-    segment_url = pick("segmentApiUrl", "segment_api_url")
+    bridge_url = pick("bridgeUrl", "bridgeUrl")
+    userflow_api_url = pick("userflowApiUrl")
+    segment_url = pick("segmentApiUrl")
     destinations = resource_outputs(deployment, "segment:WebhookDestination")
     subscriptions = resource_outputs(deployment, "userflow:WebhookSubscription")
     sources = {str(o.get("slug")): o for o in resource_outputs(deployment, "segment:Source")}
@@ -156,8 +156,7 @@ def _aws_target(engine: Engine, stack: str, overrides: Mapping[str, str | None])
 
     outputs = engine.outputs(stack)
     config = engine.config(stack, show_secrets=True)
-    bridge_url = overrides.get("bridgeUrl") or _first(
-        outputs, "bridge_url", "bridgeUrl", "api_url", "apiUrl", "api_endpoint")
+    bridge_url = overrides.get("bridgeUrl") or _first(outputs, "bridgeUrl")
     if not bridge_url:
         raise CheckFailed("the stack exports no bridge URL",
                           f"`pulumi stack output --stack {stack}`: is the stack deployed?")
@@ -180,11 +179,10 @@ def _aws_target(engine: Engine, stack: str, overrides: Mapping[str, str | None])
         userflow_api_url=str(overrides.get("userflowApiUrl") or config.get(
             f"{CONFIG_NAMESPACE}:userflowApiUrl") or "https://api.userflow.com").rstrip("/"),
         userflow_api_key=str(api_key),
-        shared_secret=secret("segment_shared_secret_arn", "segmentSharedSecretArn"),
-        userflow_webhook_secret=secret("userflow_webhook_secret_arn",
-                                       "userflowWebhookSecretArn"),
-        queue_urls={k: str(v) for k, v in outputs.items()
-                    if isinstance(v, str) and "sqs" in v and v.startswith("https://")},
+        shared_secret=secret("segmentSharedSecretArn"),
+        userflow_webhook_secret=secret("userflowWebhookSecretArn"),
+        queue_urls={k: str(outputs[k]) for k in ("queueUrl", "deadLetterQueueUrl")
+                    if outputs.get(k)},
     )
 
 
