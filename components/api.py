@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-# Route key -> the path the Segment/Userflow resources are pointed at.
-ROUTES = ("POST /segment", "POST /userflow", "GET /health")
+# The bridge's paths (the local bridge serves the same ones).
+SEGMENT_PATH, USERFLOW_PATH, HEALTH_PATH = "/segment", "/userflow", "/health"
+ROUTES = (f"POST {SEGMENT_PATH}", f"POST {USERFLOW_PATH}", f"GET {HEALTH_PATH}")
 STAGE_NAME = "$default"  # the only stage whose URL carries no stage path
 # HTTP APIs cap an integration at 30 s.
 MAX_INTEGRATION_TIMEOUT_MS = 30_000
@@ -50,6 +51,18 @@ def route_slug(route_key: str) -> str:
     """A stable logical-name fragment for a route key (`POST /segment` -> `post-segment`)."""
     method, path = route_key.split(" ", 1)
     return f"{method.lower()}-{path.strip('/').replace('/', '-')}"
+
+
+def route_urls(bridge_url: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
+    """The URL of each route under `bridge_url`, keyed by the stack export's name."""
+    return {
+        export: pulumi.Output.concat(bridge_url, path)
+        for export, path in (
+            ("segmentRouteUrl", SEGMENT_PATH),
+            ("userflowRouteUrl", USERFLOW_PATH),
+            ("healthUrl", HEALTH_PATH),
+        )
+    }
 
 
 def integration_timeout_ms(ingest_timeout_seconds: int) -> int:

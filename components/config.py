@@ -332,7 +332,9 @@ def parse_config(
         delivery_reserved_concurrency=_concurrency(read, "deliveryReservedConcurrency", 5),
         delivery_batch_size=batch_size,
         delivery_batch_window_seconds=batch_window,
-        max_receive_count=read.integer("maxReceiveCount", 5, 1, 1000),
+        # Above the bridge's own poison count (5): it dead-letters with a reason first, and
+        # the queue's redrive policy is the backstop.
+        max_receive_count=read.integer("maxReceiveCount", 10, 1, 1000),
         log_retention_days=log_retention,
         api_throttle_burst_limit=read.integer("apiThrottleBurstLimit", 100, 1, 5000),
         api_throttle_rate_limit=read.number("apiThrottleRateLimit", 50.0, 1.0, 10_000.0),

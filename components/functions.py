@@ -111,9 +111,9 @@ def delivery_policy(
     secret_arns: Sequence[pulumi.Input[str]],
     log_group_arn: pulumi.Input[str],
 ) -> PolicyDocument:
-    """Delivery consumes the queue (through the event source mapping), backs off by changing
-    a message's visibility, parks permanent failures in the dead-letter queue, and reads the
-    two credentials it writes with."""
+    """Delivery consumes the queue (the event source mapping polls with this role), parks
+    permanent failures in the dead-letter queue, and reads the two credentials it writes
+    with. Retries ride on the queue's own redelivery, so no visibility changes."""
     return policy_document(
         [
             {
@@ -129,7 +129,6 @@ def delivery_policy(
                     "sqs:ReceiveMessage",
                     "sqs:DeleteMessage",
                     "sqs:GetQueueAttributes",
-                    "sqs:ChangeMessageVisibility",
                 ],
                 "Resource": [queue_arn],
             },
