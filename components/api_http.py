@@ -217,7 +217,9 @@ class HttpClient:
                     timeout=self.policy.timeout_s,
                 )
             except requests.RequestException as exc:
-                if attempt >= self.policy.max_attempts:
+                # A POST that timed out may still have been carried out: repeating it could
+                # create a duplicate, so it fails here and create's adoption sorts it out.
+                if attempt >= self.policy.max_attempts or method.upper() == "POST":
                     raise ApiError(
                         self.api, operation, object_id, None, self._safe(type(exc).__name__)
                     ) from None
