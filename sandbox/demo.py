@@ -238,7 +238,7 @@ def run_demo(
                     "segmentApiUrl": segment.url}), encoding="utf-8")
                 outcome.reports = _drive(plan, secrets, segment.url, userflow.url, bridge_url,
                                          wait_s, out)
-                out("")
+                out("⑥ results (latency: send → arrival in the target emulator)")
                 out(render_table(outcome.reports))
                 for report in outcome.reports:
                     outcome.problems += [f"{report.name}: {p}" for p in report.problems]
@@ -250,7 +250,7 @@ def run_demo(
             finally:
                 session_path(state_dir, STACK).unlink(missing_ok=True)
                 if deployed:
-                    out(f"⑥ pulumi destroy --stack {STACK}")
+                    out(f"⑦ pulumi destroy --stack {STACK}")
                     try:
                         destroyed = engine.destroy(STACK, config_file)
                         outcome.summaries["destroy"] = str(destroyed.summary)
@@ -295,7 +295,7 @@ def _drive(
     if not wait_for("Segment → Userflow", look_s2u, wait_s, out):
         out("    not everything arrived in time: the table shows what is missing")
 
-    out(f"④ Userflow → Segment: {len(plan.activities)} simulated activities "
+    out(f"⑤ Userflow → Segment: {len(plan.activities)} simulated activities "
         f"({plan.userflow_events} Userflow events)")
     for activity in plan.activities:
         payload: dict[str, Any] = {"user_id": activity.user_id, "activity": activity.activity}
