@@ -1,0 +1,1 @@
+"""Contract tests of the Segment and Userflow emulators (sandbox/)."""

@@ -1,0 +1,30 @@
+"""Fixtures: one in-process emulator per test on a free port, and a webhook receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.segment_emulator import SegmentEmulator
+from sandbox.userflow_emulator import UserflowEmulator
+from tests.emulators.receiver import Receiver
+
+
+@pytest.fixture
+def segment() -> Iterator[SegmentEmulator]:
+    # Short batch window and backoff: the compressed clock keeps delivery tests fast.
+    with SegmentEmulator(batch_window_s=0.2, delivery_backoff_s=0.05) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def userflow() -> Iterator[UserflowEmulator]:
+    with UserflowEmulator(delivery_backoff_s=0.05) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running

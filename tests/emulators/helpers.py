@@ -1,0 +1,109 @@
+"""Small builders shared by the emulator tests: headers, and a wired Segment source →
+Webhooks (Actions) destination → Send subscription, made through the Public API itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+
+from sandbox.segment_emulator import ADMIN_TOKEN
+from sandbox.userflow_emulator import API_VERSION, SANDBOX_API_KEY
+
+V1 = "application/vnd.segment.v1+json"
+V1ALPHA = "application/vnd.segment.v1alpha+json"
+HTTP_API_SOURCE = "iUM16Md8P2"
+WEBHOOKS_ACTIONS = "614a3c7d791c91c41bae7599"
+SEND_ACTION = "nFPnRozhz1mh4Gbx4MLvT5"
+DEFAULT_TRIGGER = 'type = "identify" or type = "track" or type = "group"'
+
+
+def segment_headers(token: str = ADMIN_TOKEN, media: str = V1) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": media, "Accept": media}
+
+
+def userflow_headers(key: str = SANDBOX_API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Userflow-Version": API_VERSION}
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    media: str = V1,
+    token: str = ADMIN_TOKEN,
+    params: dict[str, Any] | None = None,
+) -> requests.Response:
+    return requests.request(
+        method,
+        base + path,
+        headers=segment_headers(token, media),
+        data=None if body is None else json.dumps(body),
+        params=params,
+        timeout=5,
+    )
+
+
+def create_source(base: str, slug: str, enabled: bool = True) -> dict[str, Any]:
+    response = call(
+        base, "POST", "/sources", {"slug": slug, "enabled": enabled, "metadataId": HTTP_API_SOURCE}
+    )
+    assert response.status_code == 200, response.text
+    source: dict[str, Any] = response.json()["data"]["source"]
+    return source
+
+
+def create_destination(
+    base: str,
+    source_id: str,
+    secret: str | None = "s3cr3t",  # noqa: S107 - a test value
+    enabled: bool = True,
+) -> dict[str, Any]:
+    settings = {"sharedSecret": secret} if secret is not None else {}
+    response = call(
+        base,
+        "POST",
+        "/destinations",
+        {
+            "sourceId": source_id,
+            "metadataId": WEBHOOKS_ACTIONS,
+            "enabled": enabled,
+            "name": "Userflow bridge",
+            "settings": settings,
+        },
+    )
+    assert response.status_code == 200, response.text
+    destination: dict[str, Any] = response.json()["data"]["destination"]
+    return destination
+
+
+def create_subscription(
+    base: str,
+    destination_id: str,
+    url: str,
+    trigger: str = DEFAULT_TRIGGER,
+    enabled: bool = True,
+    **settings: Any,
+) -> dict[str, Any]:
+    response = call(
+        base,
+        "POST",
+        f"/destinations/{destination_id}/subscriptions",
+        {
+            "name": "Send to bridge",
+            "actionId": SEND_ACTION,
+            "trigger": trigger,
+            "enabled": enabled,
+            "settings": {"url": url, "method": "POST", **settings},
+        },
+        media=V1ALPHA,
+    )
+    assert response.status_code == 200, response.text
+    subscription: dict[str, Any] = response.json()["data"]["destinationSubscription"]
+    return subscription
+
+
+def track(base: str, write_key: str, kind: str, event: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{base}/v1/{kind}", json=event, auth=(write_key, ""), timeout=5)
