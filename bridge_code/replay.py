@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge_code.aws import AwsClients
+from bridge_code.stats import DIRECTIONS, BridgeStats
 
 RECEIVE_BATCH = 10
 EMPTY_POLLS_TO_STOP = 2
@@ -32,7 +33,7 @@ class ReplayCounts:
 
 def redrive(sqs: Any, dlq_url: str, queue_url: str, max_messages: int | None = None,
             progress: Callable[[ReplayCounts], None] | None = None,
-            wait_seconds: int = 1) -> ReplayCounts:
+            wait_seconds: int = 1, stats: BridgeStats | None = None) -> ReplayCounts:
     """Move up to `max_messages` (all if None) from the DLQ to the queue."""
     counts = ReplayCounts()
     empty_polls = 0
@@ -62,7 +63,11 @@ def redrive(sqs: Any, dlq_url: str, queue_url: str, max_messages: int | None = N
         for i, m in enumerate(messages):
             if str(i) in ok:
                 direction = m.get("MessageAttributes", {}).get("direction", {})
-                counts.moved_by_direction[str(direction.get("StringValue", "unknown"))] += 1
+                name = str(direction.get("StringValue", "unknown"))
+                counts.moved_by_direction[name] += 1
+                for known in DIRECTIONS:
+                    if stats is not None and name == known:
+                        stats.add(known, "replayed")
         counts.failed += len(messages) - len(done)
         if progress:
             progress(counts)

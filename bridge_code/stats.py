@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Literal
+from typing import Any, Literal
 
 Direction = Literal["segment_to_userflow", "userflow_to_segment"]
 DIRECTIONS: tuple[Direction, ...] = ("segment_to_userflow", "userflow_to_segment")
@@ -31,7 +31,7 @@ class BridgeStats:
         with self._lock:
             self._skipped[direction][reason] += n
 
-    def snapshot(self) -> dict[str, dict[str, object]]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {d: {**{c: self._counts[d][c] for c in COUNTERS},
                         "skipped": dict(self._skipped[d])} for d in DIRECTIONS}
