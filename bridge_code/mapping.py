@@ -307,7 +307,8 @@ def segment_event_to_userflow(event: object, config: MappingConfig) -> UserflowC
     if SEGMENT_MARKER_KEY in context:
         return Skip(SKIP_ECHO)
     kind = event.get("type")
-    if kind == "alias" or kind not in {"identify", "track", "group", "page", "screen", "delete"}:
+    if not isinstance(kind, str) or kind not in {
+            "identify", "track", "group", "page", "screen", "delete"}:
         return Skip(SKIP_UNSUPPORTED)
     enabled = {"identify": cfg.identify, "track": cfg.track, "group": cfg.group,
                "page": cfg.page.enabled, "screen": cfg.screen.enabled, "delete": cfg.delete}

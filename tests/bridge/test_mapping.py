@@ -105,6 +105,7 @@ def test_numeric_created_at_becomes_iso8601() -> None:
     "not an object", {"type": "track", "userId": "u"}, {"type": "track", "userId": "u",
                                                         "event": "   "},
     {"type": "group", "userId": "u"}, {"type": "identify", "userId": {"x": 1}},
+    {"type": []},  # found by the fuzzer: an unhashable type once raised TypeError
 ])
 def test_malformed_segment_events_are_skipped_not_errors(event: Any) -> None:
     assert isinstance(segment_event_to_userflow(event, DEFAULT), Skip)
