@@ -213,8 +213,8 @@ class SegmentSpec:
         content_type: str,
     ) -> list[str]:
         request = self._request(method, path, query, headers, body, content_type)
-        result = self.api.unmarshal_request(request)
-        return [_describe(error) for error in result.errors]
+        # Validation only: unmarshalling would build Python objects we never use (~30x slower).
+        return [_describe(error) for error in self.api.iter_request_errors(request)]
 
     def response_violations(
         self,
@@ -230,8 +230,7 @@ class SegmentSpec:
     ) -> list[str]:
         request = self._request(method, path, query, headers, request_body, request_content_type)
         response = _Response(status, response_body, response_content_type)
-        result = self.api.unmarshal_response(request, response)
-        return [_describe(error) for error in result.errors]
+        return [_describe(error) for error in self.api.iter_response_errors(request, response)]
 
 
 @functools.lru_cache(maxsize=4)

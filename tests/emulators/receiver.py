@@ -39,15 +39,16 @@ class Receiver:
                 with receiver._lock:
                     status = receiver._statuses.pop(0) if receiver._statuses else 200
                     delay = receiver._delays.pop(0) if receiver._delays else 0.0
-                time.sleep(delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                # Recorded before answering, so a client that saw the answer sees the record.
                 with receiver._lock:
                     receiver.requests.append(
                         Received(self.command, self.path, dict(self.headers.items()), body, status)
                     )
                     receiver._lock.notify_all()
+                time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             do_POST = do_PUT = do_PATCH = _serve
 
@@ -56,7 +57,9 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
