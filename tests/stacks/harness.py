@@ -148,7 +148,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.registrations: list[dict[str, Any]] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method name
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
                 {
@@ -162,7 +162,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "dependencies": list(request.dependencies),
                 }
             )
-        return super().RegisterResource(request)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 def run_stack(stack: str, overrides: dict[str, str | None]) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def test_mapping_json_is_sorted_so_key_order_in_yaml_does_not_matter(tmp_path: P
 def test_a_missing_handler_module_fails_the_build(tmp_path: Path) -> None:
     package = fake_bridge(tmp_path)
     (package / "delivery.py").unlink()
-    with pytest.raises(PackagingError, match="delivery.py"):
+    with pytest.raises(PackagingError, match=r"delivery\.py"):
         build_bridge_zip(package, package / "mapping.yaml")
 
 
