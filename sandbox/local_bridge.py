@@ -148,6 +148,7 @@ class LocalBridge:
         self.ingest: IngestApp | None = None
         self.delivery: DeliveryApp | None = None
         self.queue_url = self.dlq_url = self.queue_arn = ""
+        self.aws_endpoint_url = ""
 
     @property
     def url(self) -> str:
@@ -161,7 +162,8 @@ class LocalBridge:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
-        target = AwsTarget(endpoint_url=f"http://{moto_host}:{moto_port}", region=LOCAL_REGION,
+        self.aws_endpoint_url = f"http://{moto_host}:{moto_port}"
+        target = AwsTarget(endpoint_url=self.aws_endpoint_url, region=LOCAL_REGION,
                            access_key_id="sandbox",
                            secret_access_key="sandbox")  # noqa: S106 - moto's dummy credentials
         settings_env = self._provision(target)
@@ -240,10 +242,7 @@ class LocalBridge:
     def replay(self, max_messages: int | None = None) -> dict[str, Any]:
         assert self.runtime is not None
         counts = redrive(self.runtime.aws.sqs, self.dlq_url, self.queue_url, max_messages,
-                         wait_seconds=0)
-        for direction, n in counts.moved_by_direction.items():
-            if direction in {"segment_to_userflow", "userflow_to_segment"}:
-                self.runtime.stats.add(direction, "replayed", n)  # type: ignore[arg-type]
+                         wait_seconds=0, stats=self.runtime.stats)
         return {"moved": counts.moved, "failed": counts.failed}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
