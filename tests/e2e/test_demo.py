@@ -1,0 +1,60 @@
+"""The demo, as a newcomer runs it: exactly once both ways, nothing left behind, twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.demo import run_demo
+from sandbox.engine import REPO_ROOT, Engine
+
+pytestmark = pytest.mark.e2e
+
+USERS = 4  # 12 Segment calls, 6 activities (10 Userflow events)
+
+
+def _down(url: str) -> bool:
+    try:
+        requests.get(url + "/__sandbox__/state", timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
+
+
+def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    lines: list[str] = []
+
+    # GIVEN a fresh backend WHEN the demo runs THEN every event arrived exactly once
+    outcome = run_demo(users=USERS, seed=11, state_dir=state_dir, wait_s=45, out=lines.append)
+    assert outcome.problems == []
+    assert outcome.ok
+    s2u, u2s = outcome.reports
+    assert (s2u.sent, s2u.arrived) == (3 * USERS, 3 * USERS)
+    assert (u2s.sent, u2s.arrived) == (10, 10)
+    assert s2u.dead_lettered == u2s.dead_lettered == 0
+    assert outcome.summaries == {"up": "create 6", "destroy": "delete 6"}
+    printed = "\n".join(lines).splitlines()
+    table = [line for line in printed if line.startswith(("direction", "Segment →", "Userflow →"))]
+    assert len(table) == 3 and "dead-lettered" in table[0] and "p99" in table[0]
+    # AND the processes it started are gone, the stack holds no resource
+    assert all(_down(url) for url in (outcome.urls["segment"], outcome.urls["userflow"]))
+    deployment = Engine(state_dir=state_dir).export("local")
+    assert not (deployment.get("deployment") or {}).get("resources")
+
+    # WHEN the demo runs again right after, from the command line, on the same backend
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "demo", "--events", str(USERS), "--seed", "12",
+         "--state-dir", str(state_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, env=dict(os.environ),
+        check=False,
+    )
+    # THEN it passes too: the first run left nothing behind
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "PASS: every event arrived exactly once" in done.stdout
+    assert "pulumi up: create 6" in done.stdout
