@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import dill
 import pytest
 import requests
 from pulumi.dynamic import Config, ConfigureRequest
@@ -112,3 +113,8 @@ def userflow_api(sandbox: Sandbox, method: str, path: str, body: Any = None) -> 
     response = requests.request(method, sandbox.url + path, json=body, headers=headers, timeout=5)
     assert response.status_code < 300, response.text
     return response.json() if response.content else None
+
+
+def unpickle(raw: bytes) -> Any:
+    """Load a pickled provider as the engine's dynamic provider host does (dill)."""
+    return dill.loads(raw)  # noqa: S301 - bytes these tests pickled themselves
