@@ -359,8 +359,8 @@ class Emulator(abc.ABC):
         """An injected failure in this API's own error format."""
 
     @abc.abstractmethod
-    def state(self) -> JsonObject:
-        """Everything stored, for `GET /__sandbox__/state`."""
+    def stored_state(self) -> JsonObject:
+        """Everything the emulated API stores (a deep copy)."""
 
     @abc.abstractmethod
     def reset_state(self) -> None:
@@ -375,6 +375,15 @@ class Emulator(abc.ABC):
         return None
 
     # -- shared plumbing -----------------------------------------------------------------------
+
+    def state(self) -> JsonObject:
+        """`GET /__sandbox__/state`: what is stored, every delivery attempt, pending faults."""
+        with self.lock:
+            snapshot = self.stored_state()
+            snapshot["deliveries"] = [dict(e) for e in self._delivery_log]
+            snapshot["deliveries_pending"] = self.deliveries.pending
+            snapshot["faults"] = [vars(f).copy() for f in self._faults]
+        return snapshot
 
     def delivery_log(self) -> list[JsonObject]:
         with self.lock:
@@ -440,12 +449,7 @@ class Emulator(abc.ABC):
     def _handle_sandbox(self, request: HttpRequest) -> HttpResponse:
         route = request.path[len(SANDBOX_PREFIX) :].rstrip("/")
         if request.method == "GET" and route == "state":
-            with self.lock:
-                snapshot = self.state()
-                snapshot["deliveries"] = [dict(e) for e in self._delivery_log]
-                snapshot["deliveries_pending"] = self.deliveries.pending
-                snapshot["faults"] = [vars(f).copy() for f in self._faults]
-            return json_response(200, snapshot)
+            return json_response(200, self.state())
         if request.method == "GET" and route == "requests":
             return json_response(200, {"requests": self.request_log(request.query_value("kind"))})
         if request.method == "POST" and route == "faults":

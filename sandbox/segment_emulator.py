@@ -288,7 +288,7 @@ class SegmentEmulator(Emulator):
             self._window.clear()
         self._batcher.clear()
 
-    def state(self) -> JsonObject:
+    def stored_state(self) -> JsonObject:
         with self.lock:
             snapshot: JsonObject = json.loads(
                 json.dumps(

@@ -142,7 +142,7 @@ class UserflowEmulator(Emulator):
             self.subscriptions: dict[str, JsonObject] = {}
             self.notifications: list[JsonObject] = []
 
-    def state(self) -> JsonObject:
+    def stored_state(self) -> JsonObject:
         with self.lock:
             snapshot: JsonObject = json.loads(
                 json.dumps(
