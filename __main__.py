@@ -6,6 +6,9 @@ sandbox): no AWS resource at all, the Segment and Userflow resources point at `b
 Exports never hold a secret value, only where the secrets are.
 """
 
+import os
+from pathlib import Path
+
 import pulumi
 
 from components.alarms import BridgeAlarms, BridgeAlarmsArgs
@@ -71,7 +74,9 @@ else:
         "functions",
         BridgeFunctionsArgs(
             name_prefix=config.name_prefix,
-            archive_path=archive.path,
+            # Relative to the project (Pulumi runs programs from there), so the state does
+            # not depend on where the repository is checked out.
+            archive_path=Path(os.path.relpath(archive.path)),
             queue_arn=queue.queue_arn,
             queue_url=queue.queue_url,
             dead_letter_queue_arn=queue.dead_letter_queue_arn,
