@@ -8,6 +8,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -138,3 +140,43 @@ def test_the_archive_file_is_content_addressed_and_stable(tmp_path: Path) -> Non
     assert first.sha256 == hashlib.sha256(first.path.read_bytes()).hexdigest()
     assert first.sha256[:16] in first.path.name
     assert first.size == first.path.stat().st_size
+
+
+# What the Lambda Python runtime provides besides the standard library: boto3 and its deps.
+LAMBDA_RUNTIME_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3",
+                           "six"}
+IMPORT_CHECK = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+sys.modules["yaml"] = None  # not in the Lambda runtime: the zip must not need it
+import bridge_code.delivery, bridge_code.ingest, bridge_code.mapping as mapping
+path = mapping.default_mapping_path()
+mapping.read_mapping_file(path)
+print(json.dumps({
+    "mapping": str(path),
+    "handlers": [callable(bridge_code.ingest.handler), callable(bridge_code.delivery.handler)],
+    "from_zip": mapping.__file__.startswith(sys.argv[1]),
+    "top_level": sorted({m.split(".")[0] for m, mod in sys.modules.items() if mod is not None}),
+}))
+"""
+
+
+def test_the_unzipped_bridge_imports_alone_and_reads_its_packaged_mapping(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the zip unpacked where Lambda would (no repository on the path, no PyYAML)
+    with zipfile.ZipFile(io.BytesIO(build_bridge_zip(BRIDGE, MAPPING))) as archive:
+        archive.extractall(tmp_path / "task")
+    # WHEN both handlers are imported in a fresh, isolated interpreter
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", IMPORT_CHECK, str(tmp_path / "task")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # THEN they come from the zip, read mapping.json, and need nothing but the runtime's own
+    assert report["from_zip"] and report["handlers"] == [True, True]
+    assert report["mapping"] == str(tmp_path / "task" / "bridge_code" / "mapping.json")
+    third_party = {name for name in report["top_level"]
+                   if name not in sys.stdlib_module_names and not name.startswith("_")}
+    assert third_party <= LAMBDA_RUNTIME_PACKAGES | {"bridge_code"}
