@@ -1,19 +1,19 @@
 """`python -m sandbox demo`: the whole integration offline, in one command.
 
-1. start the Segment and Userflow emulators (owned: stopped on exit, failure and Ctrl-C);
-2. `pulumi up --stack local` under the real engine, on a temporary copy of Pulumi.local.yaml
+① start the Segment and Userflow emulators (owned: stopped on exit, failure, Ctrl-C, SIGTERM);
+② `pulumi up --stack local` under the real engine, on a temporary copy of Pulumi.local.yaml
    pointing at the emulators and at the port the bridge is about to take: it creates the app
    source, the Userflow HTTP API source, the Webhooks (Actions) destination and its
    subscription, and the Userflow webhook subscription;
-3. start the local bridge with the providers' secret outputs read from the stack's state (in
-   memory only, passed through the bridge's environment);
-4. drive traffic both ways: the official Segment library identifies, tracks and groups N users
-   through the app source; simulated Userflow activity (flows, checklist tasks) fires webhooks;
-5. wait (bounded) until everything arrived, print one table row per direction;
-6. `pulumi destroy`, check the emulators hold no sources, destinations or subscriptions.
+③ start the local bridge with the providers' secret outputs read from the stack's state (in
+   memory only, handed over in the bridge's environment);
+④ the official Segment library identifies, tracks and groups N users through the app source;
+⑤ simulated Userflow activity (flows, checklist tasks) fires webhooks;
+⑥ wait (bounded) until everything arrived, print one table row per direction;
+⑦ `pulumi destroy`, check the emulators hold no sources, destinations or subscriptions.
 
 Exit 0 only if every event arrived exactly once, nothing echoed, and destroy left nothing.
-`--keep` stops before step 6, prints the URLs and waits for Ctrl-C (then destroys and stops).
+`--keep` stops before ⑦, prints the URLs and waits for Ctrl-C (then destroys and stops).
 """
 
 from __future__ import annotations
@@ -336,6 +336,8 @@ def _hold(urls: Mapping[str, str], state_dir: Path, out: Printer) -> None:
     out(f"    inspect   {urls['segment']}/__sandbox__/state  "
         f"{urls['userflow']}/__sandbox__/state  {urls['bridge']}/__sandbox__/stats")
     out(f"    state     {state_dir} (stack {STACK})")
+    extra = "" if state_dir == DEFAULT_STATE_DIR else f" --state-dir {state_dir}"
+    out(f"    verify    python -m sandbox verify --stack {STACK}{extra}")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -63,8 +63,9 @@ class Service:
     def stop(self) -> None:
         if self.process.poll() is not None:
             return
-        # SIGINT first: the emulators treat it as Ctrl-C and shut down cleanly.
-        self.process.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a process started from a background job inherits SIGINT as
+        # ignored, while SIGTERM always ends it (the bridge also shuts down cleanly on it).
+        self.process.terminate()
         try:
             self.process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
