@@ -331,7 +331,13 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentSettings, Segm
         )
         # A refresh that found the subscription or the secret gone: update recreates them.
         updates.extend(k for k in ("subscription_id", "shared_secret") if not olds.get(k))
-        return DiffResult(changes=bool(replaces or updates), replaces=replaces)
+        # On another source the new destination can come first. Otherwise create would adopt
+        # the very destination about to be deleted, so the old one has to go first.
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            delete_before_replace=bool(replaces) and replaces != ["source_id"],
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_destination_defaults(props)

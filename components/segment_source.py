@@ -199,13 +199,19 @@ class SegmentSourceProvider(_SegmentProviderBase):
         # An interrupted `up` may have created the source already: adopt it, don't duplicate
         # (pulumi import does not work for dynamic resources).
         source = client.find_source_by_slug(inputs["slug"])
-        if source is not None and (source.get("metadata") or {}).get("id") != inputs["metadata_id"]:
+        if source is None:
+            try:
+                source = client.create_source(create_source_body(inputs))
+            except ApiError as exc:
+                # A retried POST whose first attempt did create the source meets its own slug.
+                source = client.find_source_by_slug(inputs["slug"]) if exc.status == 422 else None
+                if source is None:
+                    raise
+        if (source.get("metadata") or {}).get("id") != inputs["metadata_id"]:
             raise ValueError(
                 f"a Segment source with slug {inputs['slug']!r} already exists but is not an "
                 f"HTTP API source ({source.get('id')}); pick another slug or remove it"
             )
-        if source is None:
-            source = client.create_source(create_source_body(inputs))
         # The create body has no `name` in the spec (CreateSourceV1Input: slug, enabled,
         # metadataId, settings), so the display name takes a follow-up PATCH.
         if source_needs_update(source, inputs):

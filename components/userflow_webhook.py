@@ -198,7 +198,10 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowSettings, U
             WEBHOOK_IDENTITY,
             WEBHOOK_MUTABLE,
         )
-        return DiffResult(changes=bool(replaces or updates), replaces=replaces)
+        # Create adopts a subscription with the same url, so the old one must go first.
+        return DiffResult(
+            changes=bool(replaces or updates), replaces=replaces, delete_before_replace=True
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_webhook_defaults(props)

@@ -114,6 +114,16 @@ def test_diff(overrides: dict[str, Any], changes: bool, replaces: list[str]) -> 
     assert result.replaces == replaces
 
 
+def test_replacing_in_place_deletes_first_but_moving_source_does_not() -> None:
+    olds = olds_for(inputs_of())
+    provider = SegmentWebhookDestinationProvider()
+    moved = provider.diff("d1", olds, inputs_of(source_id="src2"))
+    assert moved.delete_before_replace is False
+    # Same source and name: create would adopt the old destination, so it must go first.
+    in_place = provider.diff("d1", olds, inputs_of(action_id="another-action"))
+    assert in_place.replaces == ["action_id"] and in_place.delete_before_replace is True
+
+
 def test_diff_wants_an_update_when_refresh_lost_the_subscription_or_secret() -> None:
     provider = SegmentWebhookDestinationProvider()
     for missing in ("subscription_id", "shared_secret"):

@@ -335,3 +335,33 @@ def test_lookup_finds_by_slug_and_never_deletes(segment: Sandbox) -> None:
     assert [s["id"] for s in segment.state()["sources"]] == [app["id"]]
     with pytest.raises(ValueError, match="no Segment source with slug 'missing'"):
         provider.create({"slug": "missing"})
+
+
+def test_create_that_meets_its_own_slug_adopts_instead_of_failing(
+    segment: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The source appears between the adoption lookup and the POST (e.g. a retried POST whose
+    # first attempt was carried out): Segment answers 422 for the slug, and create adopts it.
+    provider = provider_for(segment)
+    inputs = checked(provider, ARGS)
+    existing = segment_api(
+        segment,
+        "POST",
+        "/sources",
+        {"slug": "userflow-staging", "enabled": True, "metadataId": HTTP_API_SOURCE_METADATA_ID},
+    )["data"]["source"]
+    client = provider.client()
+    real_find = client.find_source_by_slug
+    lookups: list[str] = []
+
+    def first_lookup_misses(slug: str) -> dict[str, Any] | None:
+        lookups.append(slug)
+        return None if len(lookups) == 1 else real_find(slug)
+
+    monkeypatch.setattr(client, "find_source_by_slug", first_lookup_misses)
+    created = provider.create(inputs)
+    assert created.id == existing["id"]
+    [source] = segment.state()["sources"]
+    assert source["name"] == "Userflow (staging)"
+    assert [r["status"] for r in segment.requests() if r["method"] == "POST"] == [200, 422]
+    assert lookups == ["userflow-staging", "userflow-staging"]

@@ -92,6 +92,12 @@ def test_diff(overrides: dict[str, Any], changes: bool, replaces: list[str]) -> 
     assert result.changes is changes and result.replaces == replaces
 
 
+def test_an_api_version_change_replaces_deleting_first() -> None:
+    olds = {**desired_webhook_view(inputs_of()), "subscription_id": "w1", "secret": "s"}
+    result = UserflowWebhookSubscriptionProvider().diff("w1", olds, inputs_of(api_version="x"))
+    assert result.replaces == ["api_version"] and result.delete_before_replace is True
+
+
 def test_check_says_how_to_set_a_missing_api_key() -> None:
     provider = configured(UserflowWebhookSubscriptionProvider())
     reasons = [f.reason for f in provider.check({}, inputs_of()).failures]
