@@ -34,7 +34,7 @@ DEFAULT_SPEC_PATH = (
     / "segment-public-api-openapi-v36.2.0.yaml"
 )
 SPEC_PATH_ENV = "SANDBOX_SEGMENT_SPEC"
-PRUNE_VERSION = "1"
+PRUNE_VERSION = "2"
 SPEC_HOST_URL = "https://api.segmentapis.com"
 
 MEDIA_V1 = "application/vnd.segment.v1+json"
@@ -45,6 +45,7 @@ SEGMENT_MEDIA_TYPES = (MEDIA_V1, MEDIA_V1BETA, MEDIA_V1ALPHA)
 SERVED_PATHS = (
     "/sources",
     "/sources/{sourceId}",
+    "/sources/{sourceId}/connected-destinations",
     "/destinations",
     "/destinations/{destinationId}",
     "/destinations/{destinationId}/subscriptions",

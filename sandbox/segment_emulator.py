@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import functools
 import gzip
 import hashlib
 import hmac
@@ -41,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.emu_fql import FqlError, parse_trigger
+from sandbox.emu_fql import FqlError, Node, parse_trigger
 from sandbox.emu_http import (
     JSON_TYPE,
     ApiError,
@@ -49,6 +50,7 @@ from sandbox.emu_http import (
     Fault,
     HttpRequest,
     HttpResponse,
+    IdFactory,
     JsonObject,
     OutboundRequest,
     compact_json,
@@ -89,6 +91,12 @@ def _retryable_delivery(status: int | None) -> bool:
     if status is None:
         return True
     return status in {408, 423, 429} or (status >= 500 and status != 501)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_trigger(trigger: str) -> Node:
+    """Triggers were validated when saved; parse each once, not once per event."""
+    return parse_trigger(trigger)
 
 
 def segment_signature(secret: str, body: bytes) -> str:
@@ -271,6 +279,10 @@ class SegmentEmulator(Emulator):
         self.rate_limit_per_s = rate_limit_per_s
         self._window: dict[str, tuple[float, int]] = {}
         self._batcher = _Batcher(batch_window_s, self._flush_batch)
+        # Own streams for messageIds and delivery ids: background batching must not shift the
+        # ids a seeded run gives to sources, destinations and subscriptions.
+        self.event_ids = IdFactory(None if seed is None else seed + 1)
+        self.delivery_ids = IdFactory(None if seed is None else seed + 2)
         self.reset_state()
 
     # -- state ---------------------------------------------------------------------------------
@@ -286,6 +298,8 @@ class SegmentEmulator(Emulator):
             self.deduplicated = 0
             self.spec_violations: list[JsonObject] = []
             self._window.clear()
+            self.event_ids.reset()
+            self.delivery_ids.reset()
         self._batcher.clear()
 
     def stored_state(self) -> JsonObject:
@@ -463,10 +477,11 @@ class SegmentEmulator(Emulator):
 
     def _handle_public(self, request: HttpRequest) -> HttpResponse:
         route, params = self._match(request)
-        caller = self._authenticate(request)
-        rate_headers = self._rate_limit(caller)
-        body, media = self._validated_body(request, route)
+        media = request.content_type or JSON_TYPE
         try:
+            caller = self._authenticate(request)
+            rate_headers = self._rate_limit(caller)
+            body, media = self._validated_body(request, route)
             status, data = route.handler(self, request, caller, params, body)
             response = json_response(
                 status, {"data": data}, self._response_media(request, route, status)
@@ -474,6 +489,7 @@ class SegmentEmulator(Emulator):
             response.headers.update(rate_headers)
         except ApiError as exc:
             response = exc.response
+        # Every answer the spec declares (200, 404, 422, 429) is checked, errors included.
         return self._check_response(request, route, media, response)
 
     # -- rendering -----------------------------------------------------------------------------
@@ -728,7 +744,7 @@ class SegmentEmulator(Emulator):
         """What the collector adds before destinations see the event."""
         now = utc_now_iso()
         stored = {key: value for key, value in event.items() if key != "writeKey"}
-        stored.setdefault("messageId", f"api-{self.ids.token(27)}")
+        stored.setdefault("messageId", f"api-{self.event_ids.token(27)}")
         stored.setdefault("timestamp", stored.get("sentAt") or now)
         stored.setdefault("context", {})
         stored.setdefault("integrations", {})
@@ -749,7 +765,7 @@ class SegmentEmulator(Emulator):
                 if subscription["destinationId"] == destination["id"]
                 and subscription["enabled"]
                 and subscription["actionId"] == WEBHOOKS_SEND_ACTION_ID
-                and parse_trigger(subscription["trigger"]).matches(event)
+                and _compiled_trigger(subscription["trigger"]).matches(event)
             ]
             plans = [
                 (subscription["id"], dict(subscription["settings"]), destination)
@@ -786,7 +802,7 @@ class SegmentEmulator(Emulator):
             headers["X-Signature"] = segment_signature(secret, signed)
         self.deliveries.submit(
             OutboundRequest(
-                delivery_id=f"dlv-{self.ids.token(16)}",
+                delivery_id=f"dlv-{self.delivery_ids.token(16)}",
                 url=str(settings["url"]),
                 method=str(settings.get("method") or "POST"),
                 headers=headers,
@@ -917,6 +933,21 @@ def _remove_write_key(
             raise not_found("write key of source", source["id"])
         source["writeKeys"] = [k for k in source["writeKeys"] if k != p["writeKey"]]
     return 200, {"status": "SUCCESS"}
+
+
+@_route("GET", "/sources/{sourceId}/connected-destinations")
+def _connected_destinations(
+    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
+) -> HandlerResult:
+    with emu.lock:
+        emu._source(p["sourceId"])
+        items = [
+            emu._render_destination(d)
+            for d in emu.destinations.values()
+            if d["sourceId"] == p["sourceId"]
+        ]
+    page, pagination = paginate(items, dict(req.query))
+    return 200, {"destinations": page, "pagination": pagination}
 
 
 @_route("GET", "/destinations")

@@ -553,13 +553,16 @@ def test_rate_limit_headers_and_a_real_429(segment: SegmentEmulator) -> None:
         responses = [
             call(limited.url, "GET", "/catalog/sources/" + HTTP_API_SOURCE) for _ in range(3)
         ]
+        violations = limited.state()["spec_violations"]
 
     assert responses[0].headers["X-RateLimit-Remaining"] == "1"
     assert responses[1].headers["X-RateLimit-Remaining"] == "0"
     assert int(responses[0].headers["X-RateLimit-Reset"]) > 1_600_000_000_000
+
     assert responses[2].status_code == 429
     wait_ms = _errors(responses[2])[0]["data"]["msBeforeNext"]
     assert 0 < wait_ms <= 1000
+    assert violations == []  # the 429 envelope itself passed the spec check
 
 
 def test_request_log_lists_public_api_calls_and_reset_clears_everything(
@@ -617,3 +620,39 @@ def test_state_has_no_spec_violations_after_a_full_lifecycle(segment: SegmentEmu
     call(segment.url, "DELETE", f"/sources/{source['id']}")
 
     assert segment.state()["spec_violations"] == []
+
+
+def test_connected_destinations_lists_only_that_source(segment: SegmentEmulator) -> None:
+    app = create_source(segment.url, "app")
+    other = create_source(segment.url, "other")
+    mine = create_destination(segment.url, app["id"])
+    create_destination(segment.url, other["id"])
+
+    response = call(
+        segment.url,
+        "GET",
+        f"/sources/{app['id']}/connected-destinations",
+        params={"pagination[count]": 10},
+    )
+
+    assert [d["id"] for d in response.json()["data"]["destinations"]] == [mine["id"]]
+    assert response.json()["data"]["pagination"]["totalEntries"] == 1
+
+
+def test_same_seed_gives_the_same_ids_whatever_the_traffic() -> None:
+    def run(seed: int, with_traffic: bool) -> list[str]:
+        with SegmentEmulator(seed=seed) as emulator:
+            source = create_source(emulator.url, "app")
+            if with_traffic:  # tracking calls and deliveries use their own id streams
+                for index in range(3):
+                    requests.post(
+                        f"{emulator.url}/v1/track",
+                        json={"userId": "u", "event": f"e{index}"},
+                        auth=(source["writeKeys"][0], ""),
+                        timeout=5,
+                    )
+            destination = create_destination(emulator.url, source["id"])
+            return [source["id"], source["writeKeys"][0], destination["id"]]
+
+    assert run(11, with_traffic=False) == run(11, with_traffic=True)
+    assert run(11, with_traffic=False) != run(12, with_traffic=False)
