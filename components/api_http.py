@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from pulumi.dynamic import Config, ConfigureRequest, ResourceProvider
 from pulumi.output import Unknown
+from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_SENTINEL
 
 USER_AGENT = "userflow-segment-pulumi/1.0 (+pulumi dynamic provider)"
 # The error body is shown to the operator; a whole HTML error page would drown the message.
@@ -263,7 +264,7 @@ def unknown() -> Any:
 
 def is_unknown(value: Any) -> bool:
     """True for a value Pulumi doesn't know yet (preview): validate and compare it later."""
-    if isinstance(value, Unknown):
+    if isinstance(value, Unknown) or value == UNKNOWN_SENTINEL:
         return True
     if isinstance(value, dict):
         return any(is_unknown(v) for v in value.values())

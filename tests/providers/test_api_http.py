@@ -6,6 +6,7 @@ import email.utils
 import pickle
 
 import pytest
+from pulumi.runtime.rpc import UNKNOWN
 
 from components.api_http import (
     ApiError,
@@ -180,3 +181,18 @@ def test_listing_follows_cursors_across_pages(
     assert len(lists) == 3
     assert ["pagination[count]", "2"] in lists[0]["query"]
     assert any(pair[0] == "pagination[cursor]" for pair in lists[2]["query"])
+
+
+def test_the_wire_sentinel_for_unknowns_counts_as_unknown() -> None:
+    assert diff_managed({"url": "a"}, {"url": UNKNOWN}, (), ("url",)) == ([], ["url"])
+
+
+def test_sessions_carry_user_agent_bearer_and_extra_headers() -> None:
+    client = HttpClient(
+        "Userflow API", "https://api.userflow.com", "ak_x", {"Userflow-Version": "v"}
+    )
+    session = client._session()
+    assert str(session.headers["User-Agent"]).startswith("userflow-segment-pulumi/")
+    assert session.headers["Authorization"] == "Bearer ak_x"
+    assert session.headers["Userflow-Version"] == "v"
+    client.close()
