@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -112,7 +111,7 @@ class DeliveryApp:
             self._settle(items)
         except Exception as error:
             # Whatever went wrong, SQS redelivers everything not yet settled: nothing is lost.
-            log("unhandled error", logging.ERROR, error=type(error).__name__)
+            log("unhandled error", "ERROR", error=type(error).__name__)
             for item in items:
                 if item.outcome in {"pending", "dead_letter"}:
                     item.outcome = "retry"
@@ -330,7 +329,7 @@ class DeliveryApp:
                 QueueUrl=self.runtime.settings.dead_letter_queue_url,
                 MessageBody=item.body or "(empty)", MessageAttributes=attributes)
         except Exception as error:
-            log("dead-letter send failed", logging.WARNING, message_id=item.message_id,
+            log("dead-letter send failed", "WARNING", message_id=item.message_id,
                 error=type(error).__name__)
             return False
         return True
@@ -352,7 +351,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
         try:
             _APP = DeliveryApp(BridgeRuntime.from_environment())
         except Exception as error:
-            log("bridge misconfigured", logging.ERROR, error=f"{type(error).__name__}: {error}")
+            log("bridge misconfigured", "ERROR", error=f"{type(error).__name__}: {error}")
             records = event.get("Records") if isinstance(event, Mapping) else None
             return {"batchItemFailures": [
                 {"itemIdentifier": str(r.get("messageId", ""))}

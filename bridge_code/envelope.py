@@ -29,11 +29,14 @@ class Envelope:
     received_at: str
     request_id: str
 
-    def encode(self) -> str:
-        return json.dumps({"v": ENVELOPE_VERSION, "direction": self.direction,
-                           "event": self.event, "received_at": self.received_at,
-                           "request_id": self.request_id},
+    def encode(self, raw_event: str | None = None) -> str:
+        """The message body; `raw_event` is the event's JSON text as received, if at hand."""
+        head = json.dumps({"v": ENVELOPE_VERSION, "direction": self.direction,
+                           "received_at": self.received_at, "request_id": self.request_id},
                           separators=(",", ":"), ensure_ascii=False)
+        event = raw_event if raw_event is not None else json.dumps(
+            self.event, separators=(",", ":"), ensure_ascii=False)
+        return f'{head[:-1]},"event":{event}}}'
 
 
 def decode_envelope(body: str) -> Envelope:

@@ -11,7 +11,6 @@ import base64
 import binascii
 import datetime as dt
 import json
-import logging
 import time
 import uuid
 from collections import Counter
@@ -22,11 +21,7 @@ from typing import Any
 from bridge_code import VERSION
 from bridge_code.envelope import MAX_MESSAGE_BYTES, Envelope
 from bridge_code.logs import log
-from bridge_code.mapping import (
-    Skip,
-    segment_event_to_userflow,
-    userflow_notification_to_segment,
-)
+from bridge_code.mapping import Skip, segment_skip, userflow_notification_to_segment
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.signatures import (
@@ -170,7 +165,7 @@ class IngestApp:
 
     def handle(self, event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
         started = time.perf_counter()
-        request_id, route, status = str(uuid.uuid4()), "?", 500
+        request_id, route, status = "", "?", 500
         result = Result(body={})
         try:
             if not isinstance(event, Mapping):
@@ -189,11 +184,13 @@ class IngestApp:
             answer = response(200, {**result.body, "request_id": request_id}, request_id)
         except HttpError as error:
             status = error.status
+            request_id = request_id or str(uuid.uuid4())
             answer = response(status, {"error": error.message, "request_id": request_id},
                               request_id, error.headers)
         except Exception as error:
             status = 500
-            log("unhandled error", logging.ERROR, request_id=request_id, route=route,
+            request_id = request_id or str(uuid.uuid4())
+            log("unhandled error", "ERROR", request_id=request_id, route=route,
                 error=type(error).__name__)
             answer = response(500, {"error": "internal error", "request_id": request_id},
                               request_id)
@@ -235,12 +232,15 @@ class IngestApp:
         result = Result(body={})
         keep = []
         for event in events:
-            mapped = segment_event_to_userflow(event, self.runtime.mapping)
-            if isinstance(mapped, Skip):
-                result.skipped[mapped.reason] += 1
+            skip = segment_skip(event, self.runtime.mapping)
+            if skip is not None:
+                result.skipped[skip.reason] += 1
             else:
                 keep.append(event)
-        return self._enqueue("segment_to_userflow", keep, request, result)
+        # A single event is queued as the bytes Segment sent (already proven valid JSON),
+        # sparing a re-serialization on the hot path.
+        raw = request.body.decode("utf-8") if isinstance(payload, dict) and keep else None
+        return self._enqueue("segment_to_userflow", keep, request, result, raw)
 
     def userflow(self, request: Request) -> Result:
         secret_id = self._configured(self.runtime.settings.userflow_webhook_secret_arn,
@@ -258,7 +258,8 @@ class IngestApp:
         if isinstance(mapped, Skip):
             result.skipped[mapped.reason] += 1
             return self._enqueue("userflow_to_segment", [], request, result)
-        return self._enqueue("userflow_to_segment", [payload], request, result)
+        return self._enqueue("userflow_to_segment", [payload], request, result,
+                             request.body.decode("utf-8"))
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -295,10 +296,10 @@ class IngestApp:
             raise ServiceUnavailable("the signing secret could not be read") from None
 
     def _enqueue(self, direction: Direction, events: list[dict[str, Any]], request: Request,
-                 result: Result) -> Result:
+                 result: Result, raw_event: str | None = None) -> Result:
         received_at = dt.datetime.fromtimestamp(self.runtime.clock(), dt.UTC).isoformat()
-        bodies = [Envelope(direction, event, received_at, request.request_id).encode()
-                  for event in events]
+        bodies = [Envelope(direction, event, received_at, request.request_id).encode(
+            raw_event if len(events) == 1 else None) for event in events]
         for index, body in enumerate(bodies):
             size = len(body.encode("utf-8"))
             if size > MAX_MESSAGE_BYTES:
@@ -324,7 +325,7 @@ class IngestApp:
                         "direction": {"DataType": "String", "StringValue": direction}}}
                     for key, body in pending.items()])
             except Exception as error:
-                log("enqueue failed", logging.WARNING, error=type(error).__name__)
+                log("enqueue failed", "WARNING", error=type(error).__name__)
                 continue
             for entry in reply.get("Successful", []):
                 pending.pop(entry["Id"], None)
@@ -362,7 +363,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             _APP = IngestApp(BridgeRuntime.from_environment())
         except Exception as error:
             request_id = str(uuid.uuid4())
-            log("bridge misconfigured", logging.ERROR, request_id=request_id,
+            log("bridge misconfigured", "ERROR", request_id=request_id,
                 error=f"{type(error).__name__}: {error}")
             return response(500, {"error": "bridge misconfigured", "request_id": request_id},
                             request_id)

@@ -1,44 +1,35 @@
-"""One JSON object per line on stdout (CloudWatch on Lambda); never payloads or secrets."""
+"""One JSON object per line on stdout (CloudWatch on Lambda); never payloads or secrets.
+
+Written directly rather than through `logging`: one line per request is all the bridge
+logs, and this keeps both the import and each line cheap.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import sys
+import threading
 from typing import IO, Any
 
-
-class _LineHandler(logging.Handler):
-    """Writes each record as one line to the chosen stream, else to the current sys.stdout."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.target: IO[str] | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        stream = self.target or sys.stdout
-        try:
-            stream.write(record.getMessage() + "\n")
-            stream.flush()
-        except (OSError, ValueError):
-            self.handleError(record)
-
-
-_logger = logging.getLogger("bridge")
-_handler = _LineHandler()
-_logger.addHandler(_handler)
-_logger.setLevel(logging.INFO)
-# The Lambda runtime puts its own handler on the root logger: don't print every line twice.
-_logger.propagate = False
+_target: IO[str] | None = None
+_lock = threading.Lock()
 
 
 def use_stream(stream: IO[str]) -> None:
     """Send the log lines elsewhere (the local runner keeps stdout for its READY line)."""
-    _handler.target = stream
+    global _target
+    _target = stream
 
 
-def log(message: str, level: int = logging.INFO, **fields: Any) -> None:
+def log(message: str, level: str = "INFO", **fields: Any) -> None:
     record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-              "level": logging.getLevelName(level), "message": message, **fields}
-    _logger.log(level, json.dumps(record, default=str, separators=(",", ":")))
+              "level": level, "message": message, **fields}
+    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    stream = _target or sys.stdout
+    with _lock:
+        try:
+            stream.write(line)
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stream must never fail a request

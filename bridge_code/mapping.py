@@ -7,6 +7,7 @@ call to make or a `Skip` with a reason the handlers count ("no_user_id", "echo",
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -230,8 +231,12 @@ def read_mapping_file(path: Path) -> MappingConfig:
 _NOT_ALLOWED_IN_NAME = re.compile(r"[^A-Za-z0-9_\- ]")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SNAKE_SEPARATORS = re.compile(r"[\s\-_]+")
+_SEGMENT_TYPES = frozenset({"identify", "track", "group", "page", "screen", "delete"})
 
 
+# Trait and property names come from a small vocabulary that repeats on every event: caching
+# them keeps three regex passes per name off the hot path.
+@functools.lru_cache(maxsize=4096)
 def userflow_name(name: str, case: NameCase) -> str:
     """A Segment trait/property/event name as a Userflow name (letters, digits, _, -, space)."""
     if case == "snake_case":
@@ -246,8 +251,7 @@ def title_case(name: str) -> str:
     return " ".join(w[:1].upper() + w[1:] for w in _SNAKE_SEPARATORS.split(name) if w)
 
 
-def _is_scalar(value: object) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def userflow_attributes(values: Mapping[str, Any], cfg: SegmentToUserflow) -> JsonObject:
@@ -259,19 +263,19 @@ def userflow_attributes(values: Mapping[str, Any], cfg: SegmentToUserflow) -> Js
 
 def _flatten_into(out: JsonObject, values: Mapping[str, Any], prefix: str,
                   cfg: SegmentToUserflow, depth: int) -> None:
+    case = cfg.name_case
     for key, value in values.items():
-        part = userflow_name(str(key), cfg.name_case)
+        part = userflow_name(key if isinstance(key, str) else str(key), case)
         if not part:
             continue
         name = f"{prefix}_{part}" if prefix else part
-        if isinstance(value, Mapping):
+        if isinstance(value, _SCALARS):
+            out[name] = value
+        elif isinstance(value, dict):
             if cfg.nested_objects == "flatten" and depth < MAX_FLATTEN_DEPTH:
                 _flatten_into(out, value, name, cfg, depth + 1)
-        elif isinstance(value, list):
+        elif isinstance(value, list) and all(isinstance(item, _SCALARS) for item in value):
             # Userflow list attributes hold plain values only.
-            if all(_is_scalar(item) for item in value):
-                out[name] = value
-        elif _is_scalar(value):
             out[name] = value
 
 
@@ -295,55 +299,67 @@ def _id_string(value: object) -> str | None:
     return None
 
 
+def _object(value: object) -> dict[str, Any]:
+    # Parsed JSON only holds dicts, so a dict check is enough (and much cheaper than Mapping).
+    return value if isinstance(value, dict) else {}
+
+
 # --- Segment -> Userflow -------------------------------------------------------------------
 
-def segment_event_to_userflow(event: object, config: MappingConfig) -> UserflowCall | Skip:
-    """Map one Segment spec event (identify, track, group, page, screen, delete, alias)."""
+def segment_skip(event: object, config: MappingConfig) -> Skip | None:
+    """Why this Segment event would not be forwarded, or None: the cheap part of the mapping,
+    which the ingest handler runs before queueing."""
     cfg = config.segment_to_userflow
-    if not isinstance(event, Mapping):
+    if not isinstance(event, dict):
         return Skip(SKIP_INVALID)
-    context = event.get("context")
-    context = context if isinstance(context, Mapping) else {}
-    if SEGMENT_MARKER_KEY in context:
+    if SEGMENT_MARKER_KEY in _object(event.get("context")):
         return Skip(SKIP_ECHO)
     kind = event.get("type")
-    if not isinstance(kind, str) or kind not in {
-            "identify", "track", "group", "page", "screen", "delete"}:
+    if not isinstance(kind, str) or kind not in _SEGMENT_TYPES:
         return Skip(SKIP_UNSUPPORTED)
     enabled = {"identify": cfg.identify, "track": cfg.track, "group": cfg.group,
                "page": cfg.page.enabled, "screen": cfg.screen.enabled, "delete": cfg.delete}
     if not enabled[kind]:
         return Skip(SKIP_DISABLED)
-    user_id = _id_string(event.get("userId"))
-    if user_id is None:
+    if _id_string(event.get("userId")) is None:
         return Skip(SKIP_NO_USER_ID)
+    if kind == "group" and _id_string(event.get("groupId")) is None:
+        return Skip(SKIP_INVALID)
+    if kind == "track":
+        name = event.get("event")
+        if not isinstance(name, str) or not userflow_name(name, cfg.name_case):
+            return Skip(SKIP_INVALID)
+    return None
+
+
+def segment_event_to_userflow(event: object, config: MappingConfig) -> UserflowCall | Skip:
+    """Map one Segment spec event (identify, track, group, page, screen, delete, alias)."""
+    skip = segment_skip(event, config)
+    if skip is not None:
+        return skip
+    assert isinstance(event, dict)  # segment_skip checked it
+    cfg = config.segment_to_userflow
+    kind = event["type"]
+    user_id = cast(str, _id_string(event["userId"]))
     if kind == "identify":
         return _identify(event, user_id, cfg)
     if kind == "group":
         return _group(event, user_id, cfg)
     if kind == "delete":
-        return UserflowCall("DELETE", f"/users/{_path_segment(user_id)}", None)
-    properties = event.get("properties")
-    properties = properties if isinstance(properties, Mapping) else {}
+        return UserflowCall("DELETE", f"/users/{quote(user_id, safe='')}", None)
+    properties = _object(event.get("properties"))
     if kind == "track":
-        name = event.get("event")
-        if not isinstance(name, str) or not name.strip():
-            return Skip(SKIP_INVALID)
+        name = event["event"]
     else:
         view = cfg.page if kind == "page" else cfg.screen
         page_name = event.get("name") or properties.get("name")
         name = page_name if view.use_name and isinstance(page_name, str) and page_name.strip() \
             else view.event_name
-    return _event(name, user_id, properties, context, cfg)
+    return _event(name, user_id, properties, _object(event.get("context")), cfg)
 
 
-def _path_segment(user_id: str) -> str:
-    return quote(user_id, safe="")
-
-
-def _identify(event: Mapping[str, Any], user_id: str, cfg: SegmentToUserflow) -> UserflowCall:
-    traits = event.get("traits")
-    traits = dict(traits) if isinstance(traits, Mapping) else {}
+def _identify(event: dict[str, Any], user_id: str, cfg: SegmentToUserflow) -> UserflowCall:
+    traits = dict(_object(event.get("traits")))
     created = traits.pop("createdAt", traits.pop("created_at", None))
     attributes = userflow_attributes(traits, cfg)
     if created is not None:
@@ -351,18 +367,14 @@ def _identify(event: Mapping[str, Any], user_id: str, cfg: SegmentToUserflow) ->
     return UserflowCall("POST", "/users", {"id": user_id, "attributes": attributes})
 
 
-def _group(event: Mapping[str, Any], user_id: str,
-           cfg: SegmentToUserflow) -> UserflowCall | Skip:
-    group_id = _id_string(event.get("groupId"))
-    if group_id is None:
-        return Skip(SKIP_INVALID)
-    traits = event.get("traits")
-    attributes = userflow_attributes(traits if isinstance(traits, Mapping) else {}, cfg)
+def _group(event: dict[str, Any], user_id: str, cfg: SegmentToUserflow) -> UserflowCall:
+    attributes = userflow_attributes(_object(event.get("traits")), cfg)
+    group_id = cast(str, _id_string(event["groupId"]))  # segment_skip checked it
     return UserflowCall("POST", "/users", {
         "id": user_id, "groups": [{"id": group_id, "attributes": attributes}]})
 
 
-def _event(name: str, user_id: str, properties: Mapping[str, Any], context: Mapping[str, Any],
+def _event(name: str, user_id: str, properties: dict[str, Any], context: dict[str, Any],
            cfg: SegmentToUserflow) -> UserflowCall | Skip:
     event_name = userflow_name(name, cfg.name_case)
     if not event_name:

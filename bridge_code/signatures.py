@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import re
 from collections.abc import Sequence
 
 USERFLOW_TOLERANCE_SECONDS = 300
+_HEX_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
 
 
 class SignatureError(Exception):
@@ -63,7 +65,7 @@ def verify_segment_signature(raw_body: bytes, header: str | None,
     if header is None or not header.strip():
         raise SignatureError("missing X-Signature header")
     candidate = header.strip()
-    if len(candidate) != 40 or any(c not in "0123456789abcdefABCDEF" for c in candidate):
+    if not _HEX_SHA1.fullmatch(candidate):
         raise SignatureError("malformed X-Signature header: expected 40 hex characters")
     payloads = [raw_body]
     if raw_body.lstrip()[:1] == b"[":

@@ -158,7 +158,7 @@ class LocalBridge:
 
     def start(self) -> LocalBridge:
         logs.use_stream(sys.stderr)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("werkzeug").setLevel("ERROR")
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
@@ -223,7 +223,7 @@ class LocalBridge:
             except Exception as error:
                 if self._stop.is_set():
                     break
-                logs.log("local delivery poll failed", logging.WARNING,
+                logs.log("local delivery poll failed", "WARNING",
                          error=type(error).__name__)
                 self._stop.wait(0.5)
 

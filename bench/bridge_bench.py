@@ -1,0 +1,405 @@
+"""Bridge benchmark: the five measurements of the bridge issue, printed as a table.
+
+    .venv/bin/python bench/bridge_bench.py [--quick]
+
+The machine is shared and noisy, so each figure is a ratio taken within one run (the bridge
+next to the irreducible work on the same bytes, a batch next to one call), not an absolute.
+SQS and Secrets Manager are in-memory stubs here (their cost is AWS's, not the bridge's);
+HTTP to the upstream is real, over 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from bridge_code import logs  # noqa: E402
+from bridge_code.aws import AwsClients  # noqa: E402
+from bridge_code.delivery import DeliveryApp  # noqa: E402
+from bridge_code.ingest import IngestApp  # noqa: E402
+from bridge_code.mapping import MappingConfig  # noqa: E402
+from bridge_code.runtime import BridgeRuntime  # noqa: E402
+from bridge_code.secret_store import SecretStore  # noqa: E402
+from bridge_code.settings import BridgeSettings  # noqa: E402
+from bridge_code.signatures import sign_segment, sign_userflow  # noqa: E402
+from bridge_code.upstream import Outcome, UpstreamClient  # noqa: E402
+
+EVENTS = ROOT / "tests" / "events"
+SECRETS = {"arn:shared": "bench-shared", "arn:webhook": "bench-webhook",
+           "arn:uf-key": "ak_bench", "arn:write-key": "wk_bench"}
+
+
+# --- stubs and a real local upstream --------------------------------------------------------
+
+class StubSqs:
+    """SendMessageBatch/SendMessage kept in memory."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.bodies += [entry["MessageBody"] for entry in Entries]
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
+
+    def send_message(self, QueueUrl: str, MessageBody: str, **_: Any) -> dict[str, Any]:
+        self.bodies.append(MessageBody)
+        return {"MessageId": "dlq"}
+
+
+class StubAws:
+    def __init__(self) -> None:
+        self.sqs = StubSqs()
+        self.secret_calls = 0
+
+    def secret_string(self, secret_id: str) -> str:
+        self.secret_calls += 1
+        return SECRETS[secret_id]
+
+
+class InstantUpstream(UpstreamClient):
+    """Answers 200 at once: what is left is the bridge's own CPU."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0, 1, 0.0, 0.0)
+
+    def send(self, method: str, url: str, headers: Any, body: bytes | None,
+             deadline: float) -> Outcome:
+        return Outcome(True, False, 200, "HTTP 200", 1)
+
+
+class Upstream:
+    """A local HTTP server answering 200 after `delay_s`, counting requests and connections."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.requests = 0
+        self.connections = 0
+        self.lock = threading.Lock()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                if upstream.delay_s:
+                    time.sleep(upstream.delay_s)
+                with upstream.lock:
+                    upstream.requests += 1
+                self.send_response(200)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        class CountingServer(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 64
+
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                with upstream.lock:
+                    upstream.connections += 1  # one accepted TCP connection
+                return True
+
+        self.server = CountingServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def runtime(upstream_url: str = "http://127.0.0.1:9") -> tuple[BridgeRuntime, StubAws]:
+    aws = StubAws()
+    arns = {name: name for name in SECRETS}
+    settings = BridgeSettings(
+        queue_url="stub://queue", dead_letter_queue_url="stub://dlq",
+        segment_shared_secret_arn=arns["arn:shared"],
+        userflow_webhook_secret_arn=arns["arn:webhook"],
+        userflow_api_key_arn=arns["arn:uf-key"], segment_write_key_arn=arns["arn:write-key"],
+        userflow_api_url=upstream_url, segment_tracking_url=upstream_url)
+    store = SecretStore(aws.secret_string, settings.secrets_ttl_seconds)
+    return BridgeRuntime(settings, cast(AwsClients, aws), store, MappingConfig()), aws
+
+
+def fixture(name: str) -> Any:
+    return json.loads((EVENTS / name).read_text())
+
+
+def apigw(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    return {"version": "2.0", "rawPath": path, "headers": headers,
+            "requestContext": {"http": {"method": "POST", "path": path},
+                               "requestId": "bench", "stage": "$default"},
+            "body": body.decode(), "isBase64Encoded": False}
+
+
+def records(bodies: list[str]) -> dict[str, Any]:
+    return {"Records": [{"messageId": f"m{i}", "body": body,
+                         "attributes": {"ApproximateReceiveCount": "1"}}
+                        for i, body in enumerate(bodies)]}
+
+
+def segment_events(n: int) -> list[tuple[bytes, dict[str, str]]]:
+    out = []
+    for i in range(n):
+        event = fixture("segment_track.json")
+        event.update(messageId=f"bench-{i}", userId=f"user-{i}")
+        body = json.dumps(event).encode()
+        out.append((body, {"x-signature": sign_segment(body, SECRETS["arn:shared"])}))
+    return out
+
+
+def userflow_events(n: int) -> list[tuple[bytes, dict[str, str]]]:
+    out = []
+    now = int(time.time())
+    for i in range(n):
+        event = fixture("userflow_event_tracked.json")
+        event["id"] = f"wn_bench_{i}"
+        body = json.dumps(event).encode()
+        out.append((body, {"userflow-signature": sign_userflow(body, SECRETS["arn:webhook"],
+                                                               now)}))
+    return out
+
+
+# --- (1) CPU per event ------------------------------------------------------------------------
+
+def cpu_ratio(route: str, requests: list[tuple[bytes, dict[str, str]]],
+              irreducible: Callable[[bytes], object], rounds: int) -> tuple[float, float, float]:
+    rt, aws = runtime()
+    ingest, delivery = IngestApp(rt), DeliveryApp(rt, upstream=InstantUpstream())
+    events = [apigw(route, body, headers) for body, headers in requests]
+
+    def bridge_once() -> None:
+        aws.sqs.bodies.clear()
+        for event in events:
+            assert ingest.handle(event)["statusCode"] == 200
+        for start in range(0, len(aws.sqs.bodies), 10):
+            result = delivery.handle(records(aws.sqs.bodies[start:start + 10]))
+            assert result == {"batchItemFailures": []}
+
+    def baseline_once() -> None:
+        for body, _ in requests:
+            irreducible(body)
+
+    bridge_once()  # warm: secrets cached, pool threads started
+    bridge_cpu = min(_cpu(bridge_once) for _ in range(rounds)) / len(requests)
+    base_cpu = min(_cpu(baseline_once) for _ in range(rounds)) / len(requests)
+    delivery.close()
+    return bridge_cpu, base_cpu, bridge_cpu / base_cpu
+
+
+def _cpu(work: Callable[[], None]) -> float:
+    started = time.process_time()
+    work()
+    return time.process_time() - started
+
+
+def segment_irreducible(body: bytes) -> object:
+    hmac.new(SECRETS["arn:shared"].encode(), body, hashlib.sha1).hexdigest()
+    return json.loads(body)
+
+
+def userflow_irreducible(body: bytes) -> object:
+    hmac.new(SECRETS["arn:webhook"].encode(), b"1700000000." + body,
+             hashlib.sha256).hexdigest()
+    return json.loads(body)
+
+
+# --- (2) batch of 10 against a 50 ms upstream ---------------------------------------------------
+
+def batch_latency(direction: str, rounds: int) -> tuple[float, float, float]:
+    upstream = Upstream(delay_s=0.05)
+    rt, aws = runtime(upstream.url)
+    ingest, delivery = IngestApp(rt), DeliveryApp(rt)
+    if direction == "segment_to_userflow":
+        route, requests, path = "/segment", segment_events(10), "/events"
+    else:
+        route, requests, path = "/userflow", userflow_events(10), "/v1/batch"
+    for body, headers in requests:
+        ingest.handle(apigw(route, body, headers))
+    batch = records(list(aws.sqs.bodies))
+    client = UpstreamClient(10.0, 1, 0.0, 0.0)
+    single = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        client.send("POST", upstream.url + path, {}, b"{}", time.monotonic() + 10)
+        single.append(time.perf_counter() - started)
+    delivery.handle(batch)  # warm: the pool's connections exist, as in a warm container
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        assert delivery.handle(batch) == {"batchItemFailures": []}
+        times.append(time.perf_counter() - started)
+    delivery.close()
+    upstream.close()
+    one, whole = statistics.median(single), statistics.median(times)
+    return whole, one, whole / one
+
+
+# --- (3) upstream calls per event, TCP connections per 1,000 events --------------------------
+
+def calls_and_connections(direction: str, events: int = 1000) -> tuple[float, int, int]:
+    upstream = Upstream()
+    rt, aws = runtime(upstream.url)
+    ingest, delivery = IngestApp(rt), DeliveryApp(rt)
+    if direction == "segment_to_userflow":
+        route, requests = "/segment", segment_events(events)
+    else:
+        route, requests = "/userflow", userflow_events(events)
+    for body, headers in requests:
+        ingest.handle(apigw(route, body, headers))
+    bodies = list(aws.sqs.bodies)
+
+    def run() -> None:
+        for start in range(0, len(bodies), 10):
+            assert delivery.handle(records(bodies[start:start + 10])) == {
+                "batchItemFailures": []}
+
+    run()
+    cold_requests, cold_connections = upstream.requests, upstream.connections
+    run()
+    warm_connections = upstream.connections - cold_connections
+    delivery.close()
+    upstream.close()
+    return cold_requests / events, cold_connections, warm_connections
+
+
+# --- (4) cold import and package size --------------------------------------------------------
+
+def package_files() -> dict[str, bytes]:
+    files = {f"bridge_code/{p.name}": p.read_bytes()
+             for p in sorted((ROOT / "bridge_code").glob("*.py"))}
+    mapping = yaml.safe_load((ROOT / "bridge_code" / "mapping.yaml").read_text())
+    files["bridge_code/mapping.json"] = (json.dumps(mapping, sort_keys=True, indent=2)
+                                         + "\n").encode()
+    return files
+
+
+def zip_size(files: dict[str, bytes]) -> int:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name], compresslevel=9)
+    return len(buffer.getvalue())
+
+
+def cold_import_ms(module: str, rounds: int) -> float:
+    """Import in a fresh interpreter from an unpacked zip (no .pyc: Lambda compiles them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in package_files().items():
+            target = Path(tmp) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        code = (f"import sys, time; sys.path.insert(0, {tmp!r}); t = time.perf_counter(); "
+                f"import {module}; print((time.perf_counter() - t) * 1000)")
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        samples = []
+        for _ in range(rounds):
+            shutil.rmtree(Path(tmp) / "bridge_code" / "__pycache__", ignore_errors=True)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 env=env, check=True, cwd=tmp).stdout
+            samples.append(float(out.strip()))
+        return statistics.median(samples)
+
+
+# --- (5) Secrets Manager calls per 1,000 warm invocations --------------------------------------
+
+def secret_calls(invocations: int = 1000) -> tuple[int, int]:
+    rt, aws = runtime()
+    ingest = IngestApp(rt)
+    [(body, headers)] = segment_events(1)
+    event = apigw("/segment", body, headers)
+    ingest.handle(event)  # cold: the one fetch
+    before = aws.secret_calls
+    for _ in range(invocations):
+        ingest.handle(event)
+    warm = aws.secret_calls - before
+    forged = apigw("/segment", body, {"x-signature": "0" * 40})
+    before = aws.secret_calls
+    for _ in range(invocations):
+        assert ingest.handle(forged)["statusCode"] == 401
+    return warm, aws.secret_calls - before
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else 5
+    logs.use_stream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+    rows: list[tuple[str, str, str]] = []
+
+    for direction, route, make, base in (
+            ("Segment→Userflow", "/segment", segment_events, segment_irreducible),
+            ("Userflow→Segment", "/userflow", userflow_events, userflow_irreducible)):
+        bridge_cpu, base_cpu, ratio = cpu_ratio(route, make(200), base, rounds)
+        rows.append((f"(1) CPU per event, {direction}: ingest+delivery vs json parse+HMAC",
+                     f"{bridge_cpu * 1e6:.0f} µs vs {base_cpu * 1e6:.1f} µs = {ratio:.1f}x",
+                     "≤ 5x"))
+    for direction, label in (("segment_to_userflow", "Segment→Userflow (10 parallel calls)"),
+                             ("userflow_to_segment", "Userflow→Segment (1 batch call)")):
+        whole, one, ratio = batch_latency(direction, rounds)
+        rows.append((f"(2) SQS batch of 10, 50 ms upstream, {label}",
+                     f"{whole * 1000:.0f} ms / {one * 1000:.0f} ms = {ratio:.2f}x", "≤ 2x"))
+    for direction, label in (("segment_to_userflow", "Segment→Userflow"),
+                             ("userflow_to_segment", "Userflow→Segment")):
+        per_event, cold, warm = calls_and_connections(direction)
+        aim = "≤ 0.1" if direction == "userflow_to_segment" else "1 (no batch API)"
+        rows.append((f"(3) upstream calls per event, {label}", f"{per_event:.2f}", aim))
+        rows.append((f"(3) TCP connections per 1,000 events, {label}",
+                     f"{cold} (fresh container), {warm} (next 1,000)", "≤ 2"))
+    for module in ("bridge_code.ingest", "bridge_code.delivery", "boto3"):
+        note = " (paid at the first AWS call)" if module == "boto3" else ""
+        rows.append((f"(4) cold import {module}{note}",
+                     f"{cold_import_ms(module, rounds):.0f} ms", "≤ 150 ms"))
+    size = zip_size(package_files())
+    rows.append(("(4) zipped package (bridge_code/*.py + mapping.json)",
+                 f"{size / 1024:.1f} KiB", "≤ 2 MB"))
+    warm, forged = secret_calls()
+    rows.append(("(5) Secrets Manager calls per 1,000 warm invocations",
+                 f"{warm} (valid), {forged} (forged signatures)", "≤ 1"))
+
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    print(f"{'measurement':<{width}}  {'result':<{value_width}}  aim")
+    print(f"{'-' * width}  {'-' * value_width}  {'-' * 16}")
+    for name, value, aim in rows:
+        print(f"{name:<{width}}  {value:<{value_width}}  {aim}")
+    print(f"\nPython {sys.version.split()[0]} on {os.cpu_count()} CPU(s); SQS/Secrets Manager "
+          "stubbed in memory; upstream over 127.0.0.1.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
