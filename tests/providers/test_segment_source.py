@@ -3,6 +3,7 @@ lifecycle against the Segment emulator (every call spec-validated there)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -365,3 +366,14 @@ def test_create_that_meets_its_own_slug_adopts_instead_of_failing(
     assert source["name"] == "Userflow (staging)"
     assert [r["status"] for r in segment.requests() if r["method"] == "POST"] == [200, 422]
     assert lookups == ["userflow-staging", "userflow-staging"]
+
+
+def test_one_provider_serves_many_threads(segment: Sandbox) -> None:
+    # The engine caches one provider per process and calls it from a thread pool.
+    provider = provider_for(segment)
+    created = provider.create(checked(provider, ARGS))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        reads = list(pool.map(lambda _: provider.read(created.id, created.outs or {}), range(24)))
+        clients = set(pool.map(lambda _: id(provider.client()), range(24)))
+    assert all(r.outs == created.outs for r in reads)
+    assert len(clients) == 1
