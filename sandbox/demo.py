@@ -257,6 +257,13 @@ def run_demo(
                         outcome.problems += emulators_empty(segment.url, userflow.url)
                     except EngineError as exc:
                         outcome.problems.append(f"destroy failed: {exc}")
+        if outcome.problems or not all(r.ok for r in outcome.reports):
+            # What the processes said last is usually where the cause is.
+            for service in group.services:
+                tail = [line for line in service.tail if line.strip()][-8:]
+                if tail:
+                    out(f"last output of the {service.name}:")
+                    out("\n".join(f"    {line}" for line in tail))
     outcome.ok = (not outcome.problems and len(outcome.reports) == 2
                   and all(r.ok for r in outcome.reports))
     return outcome

@@ -58,3 +58,6 @@ def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PASS: every event arrived exactly once" in done.stdout
     assert "pulumi up: create 6" in done.stdout
+    # AND the sandbox credentials it decrypted never show in what it printed
+    for credential in ("sandbox-segment-token", "ak_sandbox_local"):
+        assert credential not in done.stdout + done.stderr + "\n".join(lines)

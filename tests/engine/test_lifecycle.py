@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.engine import Engine, RunResult
+from sandbox.engine import Engine, RunResult, stack_file
 from sandbox.segment_emulator import SegmentEmulator
 from sandbox.stack_services import free_port
 from sandbox.userflow_emulator import UserflowEmulator
@@ -85,6 +85,7 @@ def _backend_text(state_dir: Path) -> str:
 
 
 def test_lifecycle_and_no_plaintext_secrets(sandbox: Sandbox) -> None:
+    committed = stack_file(STACK).read_bytes()
     empty = {"sources": 0, "destinations": 0, "subscriptions": 0, "webhook_subscriptions": 0}
     full = {"sources": 2, "destinations": 1, "subscriptions": 1, "webhook_subscriptions": 1}
 
@@ -148,6 +149,8 @@ def test_lifecycle_and_no_plaintext_secrets(sandbox: Sandbox) -> None:
     printed = "\n".join(r.stdout + r.stderr for r in sandbox.runs)
     leaks = [name for name, value in secrets.items() if value in backend or value in printed]
     assert leaks == []
+    # AND the runs read a temporary copy of the stack file, never rewrote the committed one
+    assert stack_file(STACK).read_bytes() == committed
 
 
 def _writes(box: Sandbox) -> list[Any]:
