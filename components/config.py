@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 from urllib.parse import urlparse
 
 import pulumi
+from pulumi.runtime import config as pulumi_config
 
 NAMESPACE = "userflow-segment"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -373,6 +374,23 @@ KNOWN_KEYS = (
 )
 
 
+def unknown_keys(config_keys: Iterable[str]) -> list[str]:
+    """Keys of this namespace the program does not read: most likely typos, which would
+    otherwise silently leave the default in place."""
+    prefix = f"{NAMESPACE}:"
+    return sorted(
+        key for key in config_keys
+        if key.startswith(prefix) and key.removeprefix(prefix) not in KNOWN_KEYS
+    )
+
+
+def _stack_config_keys() -> set[str]:
+    """Every config key the engine handed the program (mocks set them in-process)."""
+    keys = set(pulumi.runtime.get_config_env())
+    keys.update(pulumi_config.CONFIG.get())
+    return keys
+
+
 def _default_userflow_topics() -> tuple[str, ...] | None:
     """The Userflow provider owns the default topic list; None lets it apply its own."""
     try:
@@ -400,5 +418,7 @@ def load_config(
         secret = config.get_secret(key)
         if secret is not None:
             secrets[key] = secret
+    for key in unknown_keys(_stack_config_keys()):
+        pulumi.log.warn(f"config {key}: not a key of this program (typo?); it is ignored")
     region = config_factory("aws").get("region")
     return parse_config(raw, pulumi.get_stack(), secrets, region, _default_userflow_topics())

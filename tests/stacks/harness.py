@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import runpy
 import sys
 import traceback
@@ -165,12 +166,27 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
+class WarningRecorder(logging.Handler):
+    """Keeps the warnings the program logs through the engine (`pulumi.log.warn`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def run_stack(stack: str, overrides: dict[str, str | None]) -> dict[str, Any]:
     """Run the program for `stack` and return what it registered and exported."""
     config, secret_keys = stack_config(stack, overrides)
     mocks = StackMocks(config.get("aws:region", "local-region"))
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    warnings = WarningRecorder()
+    logger = logging.getLogger(f"stack-{stack}")
+    logger.addHandler(warnings)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor,
+                             logger=logger)
     pulumi.runtime.set_all_config(config, secret_keys)
     exports: dict[str, Any] = {}
 
@@ -198,6 +214,7 @@ def run_stack(stack: str, overrides: dict[str, str | None]) -> dict[str, Any]:
         "resources": monitor.registrations,
         "exports": exports,
         "secret_exports": secret_exports,
+        "warnings": warnings.messages,
     }
 
 

@@ -14,6 +14,7 @@ from components.config import (
     ConfigError,
     StackConfig,
     parse_config,
+    unknown_keys,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,3 +160,9 @@ def test_every_retention_period_cloudwatch_accepts_is_accepted() -> None:
 def test_every_secret_key_is_a_known_key() -> None:
     assert set(SECRET_KEYS) <= set(KNOWN_KEYS)
     assert len(set(KNOWN_KEYS)) == len(KNOWN_KEYS)
+
+
+def test_unknown_keys_of_the_namespace_are_reported_and_others_left_alone() -> None:
+    keys = ["userflow-segment:logRetentionDays", "userflow-segment:logRetentionDay",
+            "aws:region", "userflow-segment:Hosting"]
+    assert unknown_keys(keys) == ["userflow-segment:Hosting", "userflow-segment:logRetentionDay"]

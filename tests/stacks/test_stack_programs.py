@@ -424,3 +424,9 @@ def test_the_program_stops_on_bad_config_naming_the_key(
     assert run.get("error_type") == "ConfigError", run.get("traceback")
     qualified = key if ":" in key else f"{PROJECT}:{key}"
     assert f"config {qualified}:" in run["error"]
+
+
+def test_a_mistyped_key_is_warned_about_not_silently_ignored(run_stack: RunStack) -> None:
+    run = succeeded(run_stack("staging", logRetentionDay="7"))
+    assert any("userflow-segment:logRetentionDay:" in w for w in run["warnings"]), run["warnings"]
+    assert not [w for w in succeeded(run_stack("staging"))["warnings"] if "not a key" in w]
