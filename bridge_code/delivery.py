@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge_code import VERSION
-from bridge_code.envelope import Envelope, InvalidEnvelope, decode_envelope
+from bridge_code.envelope import Envelope, InvalidEnvelope, compact_json, decode_envelope
 from bridge_code.logs import log
 from bridge_code.mapping import (
     Skip,
@@ -197,8 +197,7 @@ class DeliveryApp:
                    "Content-Type": "application/json", "User-Agent": USER_AGENT}
         futures = []
         for call, group in calls:
-            body = None if call.body is None else json.dumps(
-                call.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            body = None if call.body is None else compact_json(call.body).encode("utf-8")
             futures.append((self.pool.submit(self._send_userflow, call.method,
                                              s.userflow_api_url + call.path, headers, body,
                                              deadline), group))
@@ -227,7 +226,7 @@ class DeliveryApp:
         current: tuple[list[bytes], list[list[Item]]] = ([], [])
         size = 0
         for message, group in messages:
-            encoded = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+            encoded = compact_json(message).encode("utf-8")
             if len(encoded) > SEGMENT_EVENT_LIMIT:
                 for item in group:
                     self._dead(item, DLQ_OVERSIZE, f"Segment event is {len(encoded)} bytes; "

@@ -16,6 +16,9 @@ from bridge_code.stats import DIRECTIONS, Direction
 ENVELOPE_VERSION = 1
 # SQS rejects messages over 256 KiB (including attributes); keep room for those.
 MAX_MESSAGE_BYTES = 250 * 1024
+# One encoder for every compact JSON text the bridge writes: json.dumps with options would
+# build a new encoder on each call, a visible cost per event.
+compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class InvalidEnvelope(ValueError):
@@ -31,12 +34,10 @@ class Envelope:
 
     def encode(self, raw_event: str | None = None) -> str:
         """The message body; `raw_event` is the event's JSON text as received, if at hand."""
-        head = json.dumps({"v": ENVELOPE_VERSION, "direction": self.direction,
-                           "received_at": self.received_at, "request_id": self.request_id},
-                          separators=(",", ":"), ensure_ascii=False)
-        event = raw_event if raw_event is not None else json.dumps(
-            self.event, separators=(",", ":"), ensure_ascii=False)
-        return f'{head[:-1]},"event":{event}}}'
+        event = raw_event if raw_event is not None else compact_json(self.event)
+        return (f'{{"v":{ENVELOPE_VERSION},"direction":"{self.direction}",'
+                f'"received_at":{compact_json(self.received_at)},'
+                f'"request_id":{compact_json(self.request_id)},"event":{event}}}')
 
 
 def decode_envelope(body: str) -> Envelope:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge_code import VERSION
-from bridge_code.envelope import MAX_MESSAGE_BYTES, Envelope
+from bridge_code.envelope import MAX_MESSAGE_BYTES, Envelope, compact_json
 from bridge_code.logs import log
 from bridge_code.mapping import Skip, segment_skip, userflow_notification_to_segment
 from bridge_code.runtime import BridgeRuntime
@@ -147,7 +147,7 @@ def response(status: int, body: Mapping[str, Any], request_id: str,
         "statusCode": status,
         "headers": {"content-type": "application/json", "x-request-id": request_id,
                     **(headers or {})},
-        "body": json.dumps(body, separators=(",", ":")),
+        "body": compact_json(body),
         "isBase64Encoded": False,
     }
 

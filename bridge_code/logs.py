@@ -13,6 +13,9 @@ import threading
 from typing import IO, Any
 
 _target: IO[str] | None = None
+# Built once: json.dumps with options builds an encoder per call. default=str keeps an odd
+# field value from ever failing a request.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _lock = threading.Lock()
 
 
@@ -25,7 +28,7 @@ def use_stream(stream: IO[str]) -> None:
 def log(message: str, level: str = "INFO", **fields: Any) -> None:
     record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
               "level": level, "message": message, **fields}
-    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    line = _encode(record) + "\n"
     stream = _target or sys.stdout
     with _lock:
         try:

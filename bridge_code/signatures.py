@@ -23,7 +23,7 @@ class SignatureError(Exception):
 
 
 def _hex_digest(secret: str, payload: bytes, algorithm: str) -> str:
-    return hmac.new(secret.encode("utf-8"), payload, algorithm).hexdigest()
+    return hmac.digest(secret.encode("utf-8"), payload, algorithm).hex()
 
 
 def _matches_any(candidates: Sequence[str], secrets: Sequence[str], payloads: Sequence[bytes],
