@@ -7,7 +7,11 @@ whole document ~2.5 s more. To start in well under 2 s the emulator
 - caches that pruned document as JSON in the temp directory, keyed by the SHA-256 of the spec
   file and `PRUNE_VERSION`, so only the first start on a machine parses YAML;
 - skips openapi-core's spec-document check (the official file is not ours to fix), and
-- builds the `OpenAPI` object once per process (`load_spec`), reusing its validators.
+- builds the `OpenAPI` object once per process (`load_spec`), reusing its validators, and
+- validates without unmarshalling (building Python objects from every body is ~15x slower).
+
+The spec is `../shared/reference/segment-public-api-openapi-v36.2.0.yaml` next to the repo,
+or wherever `SANDBOX_SEGMENT_SPEC` (or the emulator's `--spec`) points.
 
 One normalisation: the spec declares `pagination` as `style: deepObject` without
 `explode: true`; OpenAPI's default `explode` is false for non-form styles, for which
@@ -102,7 +106,13 @@ def prune_spec(spec: Mapping[str, Any], paths: tuple[str, ...] = SERVED_PATHS) -
 
 
 def load_pruned_spec(spec_path: Path) -> dict[str, Any]:
-    raw = spec_path.read_bytes()
+    try:
+        raw = spec_path.read_bytes()
+    except OSError as exc:
+        raise RuntimeError(
+            f"the Segment Public API spec is not readable at {spec_path} ({exc.strerror}); "
+            f"pass --spec PATH or set {SPEC_PATH_ENV}"
+        ) from exc
     digest = hashlib.sha256(raw + PRUNE_VERSION.encode()).hexdigest()[:24]
     cache = Path(tempfile.gettempdir()) / f"sandbox-segment-spec-{digest}.json"
     try:

@@ -16,6 +16,8 @@ def segment() -> Iterator[SegmentEmulator]:
     # Short batch window and backoff: the compressed clock keeps delivery tests fast.
     with SegmentEmulator(batch_window_s=0.2, delivery_backoff_s=0.05) as emulator:
         yield emulator
+        # Every answer of every test was checked against the spec: none may have failed.
+        assert emulator.state()["spec_violations"] == []
 
 
 @pytest.fixture
