@@ -4,8 +4,11 @@ the stack config)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import dill
@@ -118,3 +121,59 @@ def userflow_api(sandbox: Sandbox, method: str, path: str, body: Any = None) -> 
 def unpickle(raw: bytes) -> Any:
     """Load a pickled provider as the engine's dynamic provider host does (dill)."""
     return dill.loads(raw)  # noqa: S301 - bytes these tests pickled themselves
+
+
+@dataclass(frozen=True)
+class Delivery:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class BridgeStandIn:
+    """Where the emulators deliver webhooks in these tests: records them, answers 200.
+
+    It plays the bridge's endpoint only, to see what the resources made Segment and Userflow
+    send; the Segment and Userflow sides are always the real emulators.
+    """
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self._arrived = threading.Condition()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with stand_in._arrived:
+                    stand_in.deliveries.append(Delivery(self.path, dict(self.headers), body))
+                    stand_in._arrived.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> list[Delivery]:
+        deadline = time.monotonic() + timeout_s
+        with self._arrived:
+            while len(self.deliveries) < count and time.monotonic() < deadline:
+                self._arrived.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return list(self.deliveries)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def bridge() -> Iterator[BridgeStandIn]:
+    stand_in = BridgeStandIn()
+    yield stand_in
+    stand_in.stop()

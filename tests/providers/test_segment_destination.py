@@ -3,9 +3,14 @@ against the Segment emulator (every call spec-validated there)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 from typing import Any
 
 import pytest
+import requests
 
 from components.api_http import unknown
 from components.segment_api import HTTP_API_SOURCE_METADATA_ID
@@ -21,7 +26,14 @@ from components.segment_destination import (
     validate_destination_inputs,
     with_destination_defaults,
 )
-from tests.providers.conftest import FAST_RETRIES, SEGMENT_TOKEN, Sandbox, configured, segment_api
+from tests.providers.conftest import (
+    FAST_RETRIES,
+    SEGMENT_TOKEN,
+    BridgeStandIn,
+    Sandbox,
+    configured,
+    segment_api,
+)
 
 BRIDGE = "https://bridge.example.com/prod"
 
@@ -321,3 +333,32 @@ def test_destination_on_a_missing_source_fails_with_the_api_body(segment: Sandbo
     message = str(caught.value)
     assert "create destination" in message and "422" in message and "nosuchsource" in message
     assert SEGMENT_TOKEN not in message
+
+
+def test_segment_delivers_matching_events_to_the_bridge_signed_with_the_output_secret(
+    segment: Sandbox, bridge: BridgeStandIn
+) -> None:
+    body = {"slug": "app-live", "enabled": True, "metadataId": HTTP_API_SOURCE_METADATA_ID}
+    app = segment_api(segment, "POST", "/sources", body)["data"]["source"]
+    provider = provider_for(segment)
+    inputs = checked(provider, source_id=app["id"], bridge_url=bridge.url, event_types=["track"])
+    created = provider.create(inputs)
+    assert created.outs is not None
+    secret = created.outs["shared_secret"]
+
+    auth = (app["writeKeys"][0], "")
+    for event in (
+        {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},  # not in the trigger
+        {"type": "track", "userId": "u1", "event": "Report Built"},
+    ):
+        kind = event.pop("type")
+        response = requests.post(f"{segment.url}/v1/{kind}", json=event, auth=auth, timeout=5)
+        assert response.status_code == 200
+
+    [delivery] = bridge.wait_for(1)
+    assert delivery.path == "/segment"
+    expected = hmac.new(secret.encode(), delivery.body, hashlib.sha1).hexdigest()
+    assert delivery.headers["X-Signature"] == expected
+    assert json.loads(delivery.body)["event"] == "Report Built"
+    time.sleep(0.3)  # the identify had its chance: still one delivery
+    assert len(bridge.deliveries) == 1

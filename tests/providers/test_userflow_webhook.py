@@ -3,6 +3,9 @@ against the Userflow emulator."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 from typing import Any
 
@@ -20,7 +23,14 @@ from components.userflow_webhook import (
     webhook_state,
     with_webhook_defaults,
 )
-from tests.providers.conftest import FAST_RETRIES, USERFLOW_KEY, Sandbox, configured, userflow_api
+from tests.providers.conftest import (
+    FAST_RETRIES,
+    USERFLOW_KEY,
+    BridgeStandIn,
+    Sandbox,
+    configured,
+    userflow_api,
+)
 
 BRIDGE = "https://bridge.example.com"
 
@@ -219,3 +229,29 @@ def test_errors_show_the_userflow_error_body_but_not_the_key(userflow: Sandbox) 
     message = str(caught.value)
     assert "update webhook subscription nosuch" in message and "not_found" in message
     assert USERFLOW_KEY not in message
+
+
+def test_userflow_sends_its_own_events_to_the_bridge_signed_with_the_output_secret(
+    userflow: Sandbox, bridge: BridgeStandIn
+) -> None:
+    provider = provider_for(userflow)
+    created = provider.create(checked(provider, bridge_url=bridge.url))
+    assert created.outs is not None
+    secret = created.outs["secret"]
+
+    # A user written by the bridge (user.created) is not a default topic: no echo.
+    userflow_api(userflow, "POST", "/users", {"id": "u1", "attributes": {"name": "Ada"}})
+    userflow_api(userflow, "POST", "/__sandbox__/simulate", {"user_id": "u1", "activity": "flow"})
+
+    deliveries = bridge.wait_for(2)
+    topics = sorted(json.loads(d.body)["topic"] for d in deliveries)
+    assert topics == ["event.tracked.flow_completed", "event.tracked.flow_started"]
+    for delivery in deliveries:
+        assert delivery.path == "/userflow"
+        fields = dict(
+            part.split("=", 1) for part in delivery.headers["Userflow-Signature"].split(",")
+        )
+        signed = f"{fields['t']}.".encode() + delivery.body
+        assert fields["v1"] == hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    time.sleep(0.3)
+    assert len(bridge.deliveries) == 2
