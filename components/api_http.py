@@ -101,9 +101,13 @@ def wait_hint_seconds(
         try:
             return max(0.0, float(retry_after))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(retry_after) if retry_after else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - current)
+            pass
+        try:
+            parsed = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError):
+            parsed = None  # unreadable: fall through to the next hint or to backoff
+        if parsed is not None:
+            return max(0.0, parsed.timestamp() - current)
     reset = _header(headers, "X-RateLimit-Reset")
     if reset:
         try:

@@ -40,6 +40,11 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert wait_hint_seconds({"Retry-After": date}, None, now=NOW) == pytest.approx(7.0)
 
 
+def test_an_unreadable_retry_after_falls_back_instead_of_failing() -> None:
+    assert wait_hint_seconds({"Retry-After": "soon"}, None, now=NOW) is None
+    assert wait_hint_seconds({"Retry-After": "soon", "X-RateLimit-Reset": "2"}, None) == 2.0
+
+
 def test_rate_limit_reset_as_epoch_ms_epoch_s_or_delta() -> None:
     assert wait_hint_seconds({"X-RateLimit-Reset": str(int((NOW + 2) * 1000))}, {}, now=NOW) == (
         pytest.approx(2.0)
