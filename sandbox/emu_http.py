@@ -216,6 +216,10 @@ class DeliveryWorkers:
                 self._idle.wait(remaining)
         return True
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         self._stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -287,10 +291,8 @@ class Emulator(abc.ABC):
         self.port = port
         self.ids = IdFactory(seed)
         self.lock = threading.RLock()
-        self.deliveries = DeliveryWorkers(
-            RetryPolicy(delivery_attempts, delivery_backoff_s, delivery_timeout_s),
-            self._record_delivery,
-        )
+        self.retry_policy = RetryPolicy(delivery_attempts, delivery_backoff_s, delivery_timeout_s)
+        self.deliveries = DeliveryWorkers(self.retry_policy, self._record_delivery)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._faults: list[Fault] = []
@@ -300,6 +302,8 @@ class Emulator(abc.ABC):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Self:
+        if self.deliveries.stopped:  # restarted after stop(): fresh workers, same state
+            self.deliveries = DeliveryWorkers(self.retry_policy, self._record_delivery)
         server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
         server.daemon_threads = True
         self._server = server

@@ -8,7 +8,8 @@
 - Tracking API (`/v1/identify|track|page|screen|group|alias|batch`): Basic auth or `writeKey` in
   the body; 400 only for invalid JSON or oversize payloads; everything else answers 200 and
   events that cannot be accepted (unknown write key, no userId/anonymousId, track without
-  event, disabled source) are dropped, as the real collector does, and listed in `dropped`.
+  event, disabled source, a messageId of 100+ characters) are dropped, as the real collector
+  does, and listed in `dropped`. A repeated messageId within a source is dropped as a duplicate.
 - Delivery: each accepted event goes, on background threads, to every enabled Send
   subscription (FQL trigger matching) of every enabled Webhooks (Actions) destination of its
   source, signed with `X-Signature`, batched if asked, retried on 5xx/408/423/429/timeouts.

@@ -467,3 +467,14 @@ def test_bad_fault_is_refused(userflow: UserflowEmulator) -> None:
     )
 
     assert response.status_code == 400
+
+
+def test_an_emulator_can_be_restarted_with_its_state() -> None:
+    emulator = UserflowEmulator()
+    with emulator:
+        _call(emulator, "POST", "/users", {"id": "u1"})
+    with emulator:  # same port is not promised; same state and working deliveries are
+        fetched = _call(emulator, "GET", "/users/u1")
+        assert not emulator.deliveries.stopped
+
+    assert fetched.status_code == 200
