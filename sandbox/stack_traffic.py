@@ -236,6 +236,12 @@ def account_segment_to_userflow(
     events = _userflow_events(userflow_state)
     by_report: Counter[str] = Counter()
     arrival_by_report: dict[str, float] = {}
+    # Userflow holds only the bridged tracks and the simulated activity: anything else came
+    # back from Segment (an echo) or from nowhere.
+    allowed = {TRACK_EVENT_USERFLOW, *(n for names in ACTIVITY_EVENTS.values() for n in names)}
+    strays = Counter(str(e.get("name")) for e in events if e.get("name") not in allowed)
+    for name, n in sorted(strays.items()):
+        report.problems.append(f"unexpected event {name!r} x{n} in Userflow (echo?)")
     for event in events:
         attributes = event.get("attributes") or {}
         report_id = attributes.get("report_id")

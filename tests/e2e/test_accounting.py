@@ -102,6 +102,16 @@ def test_duplicate_upsert_shows_only_in_the_write_count() -> None:
     assert any("POST /users" in p for p in report.problems)
 
 
+def test_an_echo_into_userflow_fails() -> None:
+    plan = plan_traffic(6, 1)
+    state, requests = perfect_userflow(plan)
+    state["events"].append({"name": "Flow Started", "user_id": plan.user_ids[0],
+                            "attributes": {}, "created_at": _iso(T0)})
+    report = account_segment_to_userflow(plan, SENT, state, requests, {})
+    assert not report.ok
+    assert any("'Flow Started'" in p and "echo" in p for p in report.problems)
+
+
 def test_missing_membership_and_unmarked_event_fail() -> None:
     plan = plan_traffic(6, 1)
     state, requests = perfect_userflow(plan)
