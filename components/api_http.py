@@ -225,8 +225,9 @@ class HttpClient:
                 # A POST that timed out may still have been carried out: repeating it could
                 # create a duplicate, so it fails here and create's adoption sorts it out.
                 if attempt >= self.policy.max_attempts or method.upper() == "POST":
+                    reason = f"{type(exc).__name__} calling {self.base_url}"
                     raise ApiError(
-                        self.api, operation, object_id, None, self._safe(type(exc).__name__)
+                        self.api, operation, object_id, None, self._safe(reason)
                     ) from None
                 self._sleep(retry_delay(self.policy, attempt, None, random.random()))
                 continue
