@@ -70,7 +70,7 @@ from sandbox.emu_segment_catalog import (
     WEBHOOKS_SEND_ACTION_SLUG,
     mask_secret,
 )
-from sandbox.emu_segment_spec import MEDIA_V1, MEDIA_V1ALPHA, SegmentSpec, load_spec
+from sandbox.emu_segment_spec import SegmentSpec, load_spec
 
 # Sandbox-only credentials, published in docs/ARCHITECTURE.md.
 ADMIN_TOKEN = "sandbox-segment-token"  # noqa: S105
@@ -1171,16 +1171,3 @@ def main(argv: list[str]) -> int:
         delivery_timeout_s=args.delivery_timeout,
     )
     return emulator.serve_until_interrupted()
-
-
-__all__ = [
-    "ADMIN_TOKEN",
-    "MEDIA_V1",
-    "MEDIA_V1ALPHA",
-    "NOADMIN_TOKEN",
-    "WORKSPACE_ID",
-    "SegmentEmulator",
-    "main",
-    "merge_settings",
-    "segment_signature",
-]
