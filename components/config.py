@@ -209,12 +209,14 @@ def parse_config(
     region: str | None,
     default_userflow_topics: tuple[str, ...] | None = None,
     project_root: Path = PROJECT_ROOT,
+    plaintext_keys: frozenset[str] = frozenset(),
 ) -> StackConfig:
     """Validate the raw config of `stack` (keys without the namespace, values as the engine
     hands them over: strings, lists as JSON) into a `StackConfig`.
 
     `secrets` holds the secret keys that are set, as Pulumi secrets: their presence is
-    checked here, their values are never looked at.
+    checked here, their values are never looked at. `plaintext_keys` names secret keys that
+    were set without `--secret` (their value would sit readable in the stack file).
     """
     read = _Reader(raw)
 
@@ -240,6 +242,11 @@ def parse_config(
         raise ConfigError("bridgeUrl", "is allowed only when hosting=local (aws: the API's URL)")
 
     for key in SECRET_KEYS:
+        if key in plaintext_keys:
+            raise ConfigError(
+                key, f"must be encrypted: pulumi config set --secret {key} <value> "
+                "(and make sure the plaintext never reached a commit)"
+            )
         if key not in secrets:
             raise ConfigError(
                 key, f"is required, as a secret: pulumi config set --secret {key} <value>"
@@ -414,11 +421,15 @@ def load_config(
         if value is not None:
             raw[key] = value
     secrets: dict[str, pulumi.Output[str]] = {}
+    plaintext: set[str] = set()
     for key in SECRET_KEYS:
         secret = config.get_secret(key)
         if secret is not None:
             secrets[key] = secret
+            if not pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
+                plaintext.add(key)
     for key in unknown_keys(_stack_config_keys()):
         pulumi.log.warn(f"config {key}: not a key of this program (typo?); it is ignored")
     region = config_factory("aws").get("region")
-    return parse_config(raw, pulumi.get_stack(), secrets, region, _default_userflow_topics())
+    return parse_config(raw, pulumi.get_stack(), secrets, region, _default_userflow_topics(),
+                        plaintext_keys=frozenset(plaintext))

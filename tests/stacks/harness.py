@@ -86,6 +86,9 @@ def stack_config(stack: str, overrides: dict[str, str | None]) -> tuple[dict[str
             config.pop(full, None)
         else:
             config[full] = override
+            if full in secret_keys:
+                # An override is a plain `pulumi config set` (no --secret).
+                secret_keys.remove(full)
     return config, secret_keys
 
 

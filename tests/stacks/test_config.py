@@ -166,3 +166,12 @@ def test_unknown_keys_of_the_namespace_are_reported_and_others_left_alone() -> N
     keys = ["userflow-segment:logRetentionDays", "userflow-segment:logRetentionDay",
             "aws:region", "userflow-segment:Hosting"]
     assert unknown_keys(keys) == ["userflow-segment:Hosting", "userflow-segment:logRetentionDay"]
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_a_secret_set_in_plaintext_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(dict(AWS_BASE), "staging", secrets(), "eu-central-1", project_root=ROOT,
+                     plaintext_keys=frozenset({key}))
+    assert caught.value.key == key
+    assert "must be encrypted" in str(caught.value)

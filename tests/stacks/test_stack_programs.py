@@ -415,6 +415,7 @@ def test_local_hosting_builds_no_aws_resource_and_uses_bridge_url(run_stack: Run
         ("staging", {"aws:region": None}, "aws:region"),
         ("local", {"bridgeUrl": None}, "bridgeUrl"),
         ("staging", {"logRetentionDays": "8"}, "logRetentionDays"),
+        ("production", {"userflowApiKey": "ak_pasted_in_plaintext"}, "userflowApiKey"),
     ],
 )
 def test_the_program_stops_on_bad_config_naming_the_key(
@@ -424,6 +425,8 @@ def test_the_program_stops_on_bad_config_naming_the_key(
     assert run.get("error_type") == "ConfigError", run.get("traceback")
     qualified = key if ":" in key else f"{PROJECT}:{key}"
     assert f"config {qualified}:" in run["error"]
+    # The plaintext secret case: the value stays out of the error and its traceback.
+    assert "ak_pasted_in_plaintext" not in run["error"] + run["traceback"]
 
 
 def test_a_mistyped_key_is_warned_about_not_silently_ignored(run_stack: RunStack) -> None:
