@@ -14,6 +14,20 @@
   subscription (FQL trigger matching) of every enabled Webhooks (Actions) destination of its
   source, signed with `X-Signature`, batched if asked, retried on 5xx/408/423/429/timeouts.
 
+Inspection (`/__sandbox__/`, docs/ARCHITECTURE.md): `state` holds `sources` (with their write
+keys), `destinations` (settings in clear: deliveries are signed with them), `subscriptions`,
+`events` (source id → events as delivered, each with `receivedAt`), `dropped` (reason per
+event), `deduplicated`, `spec_violations`, `deliveries` (one entry per attempt: status,
+attempt, latency_ms, error, destination/subscription ids, message ids), `deliveries_pending`
+and `faults`; `requests?kind=public|tracking` is the request log. In process,
+`emulator.state()`, `emulator.request_log(kind)` and `emulator.deliveries.wait_idle(timeout)`
+give the same without HTTP.
+
+Options (keyword arguments, or the command's flags): `seed` (ids and keys; default 0),
+`tokens` (extra Public API tokens → has source admin), `batch_window_s` (0.5),
+`rate_limit_per_s` (1000 per token), `delivery_attempts` (5), `delivery_backoff_s` (0.2, doubled
+per retry), `delivery_timeout_s` (10), `spec_path`.
+
 Choices where the real API is silent (documented for the clients built against this):
 - `X-RateLimit-Reset` is the epoch milliseconds at which the current window ends; a 429 carries
   `data.msBeforeNext` and `Retry-After` (seconds).

@@ -15,6 +15,17 @@ notification, sent on background threads to each enabled subscription whose topi
 `Userflow-Signature: t=<unix>,v1=hex(HMAC-SHA256(secret, f"{t}.{body}"))`, retried on any
 non-2xx or network error with backoff on a compressed clock.
 
+Inspection (`/__sandbox__/`): `state` holds `users`, `groups`, `memberships`, `events`,
+`webhook_subscriptions` (with their secrets), `notifications` (id, topic, subscription ids),
+`deliveries` (one entry per attempt: status, attempt, latency_ms, error, notification and
+subscription ids, topic), `deliveries_pending` and `faults`; also `requests`, `faults`, `reset`
+and `simulate` (`{"user_id", "activity": "flow" | "checklist_task", "group_id"?, "flow_name"?,
+"checklist_name"?, "task_name"?}` → `{"events": [...]}`).
+
+Options (keyword arguments, or the command's flags): `seed` (ids and secrets; default 0),
+`api_keys` (extra accepted keys), `delivery_attempts` (5), `delivery_backoff_s` (0.2, doubled per
+retry), `delivery_timeout_s` (10).
+
 Choices where the real API is silent (documented for the clients built against this):
 - `POST /events` for an unknown user creates that user (no attributes, `user.created` fires);
   an unknown `group_id` creates the group. Events need a user: there are no anonymous ones.
