@@ -12,13 +12,14 @@ events are one REST call each, in parallel on a shared thread pool.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge_code import VERSION
@@ -41,6 +42,7 @@ SEGMENT_EVENT_LIMIT = 32 * 1024
 SEGMENT_BATCH_LIMIT = 500 * 1024
 SEGMENT_BATCH_MAX_EVENTS = 2500
 DELIVERY_THREADS = 16
+AUTH_FAILURES = frozenset({401, 403})
 
 # Dead-letter reasons (message attribute `dead_letter_reason`).
 DLQ_INVALID = "invalid_message"
@@ -63,12 +65,6 @@ class Item:
     reason: str = ""
     detail: str = ""
     attempts: int = 0
-
-
-@dataclass
-class SegmentJob:
-    messages: list[dict[str, Any]]
-    items: list[list[Item]] = field(default_factory=list)
 
 
 def _record_items(event: Mapping[str, Any]) -> list[Item]:
@@ -161,15 +157,27 @@ class DeliveryApp:
                   sum(len(group) - 1 for _, group in userflow.values()))
         stats.add("userflow_to_segment", "duplicates",
                   sum(len(group) - 1 for _, group in segment.values()))
-        futures: list[tuple[Future[Outcome], list[Item]]] = []
+        futures: list[tuple[Future[Outcome], list[Item], str | None]] = []
         if userflow:
-            futures += self._submit_userflow(list(userflow.values()), deadline)
+            futures += [(f, g, self.runtime.settings.userflow_api_key_arn)
+                        for f, g in self._submit_userflow(list(userflow.values()), deadline)]
         if segment:
-            futures += self._submit_segment(list(segment.values()), deadline)
-        for future, group in futures:
-            self._record(group, future.result())
+            futures += [(f, g, self.runtime.settings.segment_write_key_arn)
+                        for f, g in self._submit_segment(list(segment.values()), deadline)]
+        for future, group, secret_id in futures:
+            self._record(group, self._after_auth_failure(future.result(), secret_id))
 
-    def _credential(self, direction: Direction, secret_id: str | None, variable: str,
+    def _after_auth_failure(self, outcome: Outcome, secret_id: str | None) -> Outcome:
+        """A 401/403 likely means the key was rotated under our cache: refresh it (bounded)
+        and let SQS redeliver, rather than dead-letter a whole batch for a stale key."""
+        if outcome.ok or outcome.status not in AUTH_FAILURES or secret_id is None:
+            return outcome
+        with contextlib.suppress(SecretUnavailable):  # the retry will report it
+            self.runtime.secrets.refresh_if_stale(secret_id)
+        return replace(outcome, retryable=True,
+                       detail=outcome.detail + " (credentials refreshed; retried later)")
+
+    def _credential(self, secret_id: str | None, variable: str,
                     groups: list[list[Item]]) -> str | None:
         if not secret_id:
             for group in groups:
@@ -189,7 +197,7 @@ class DeliveryApp:
     def _submit_userflow(self, calls: list[tuple[UserflowCall, list[Item]]],
                          deadline: float) -> list[tuple[Future[Outcome], list[Item]]]:
         s = self.runtime.settings
-        key = self._credential("segment_to_userflow", s.userflow_api_key_arn,
+        key = self._credential(s.userflow_api_key_arn,
                                "USERFLOW_API_KEY_ARN", [group for _, group in calls])
         if key is None:
             return []
@@ -214,7 +222,7 @@ class DeliveryApp:
     def _submit_segment(self, messages: list[tuple[dict[str, Any], list[Item]]],
                         deadline: float) -> list[tuple[Future[Outcome], list[Item]]]:
         s = self.runtime.settings
-        write_key = self._credential("userflow_to_segment", s.segment_write_key_arn,
+        write_key = self._credential(s.segment_write_key_arn,
                                      "SEGMENT_WRITE_KEY_ARN", [group for _, group in messages])
         if write_key is None:
             return []
@@ -253,7 +261,8 @@ class DeliveryApp:
         outcome = self.upstream.send("POST", url, headers, _segment_batch_body(messages),
                                      deadline)
         self.runtime.stats.add("userflow_to_segment", "upstream_calls", outcome.attempts)
-        if outcome.ok or outcome.retryable or len(messages) == 1:
+        if outcome.ok or outcome.retryable or len(messages) == 1 or (
+                outcome.status in AUTH_FAILURES):
             return outcome
         # Segment refused the batch (400: one event it cannot take). Send the events one by
         # one so only the faulty one is dead-lettered.

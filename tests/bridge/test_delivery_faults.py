@@ -321,3 +321,22 @@ def test_batch_event_that_is_not_sqs_is_harmless(upstream: FakeUpstream) -> None
     bridge = make_bridge(upstream.url)
     assert bridge.delivery.handle({"Records": "nope"}) == {"batchItemFailures": []}
     assert bridge.delivery.handle(json.loads("{}")) == {"batchItemFailures": []}
+
+
+def test_rotated_userflow_key_is_refetched_and_the_event_retried(upstream: FakeUpstream) -> None:
+    # GIVEN the key in the cache was rotated: Userflow answers 401 once
+    bridge = make_bridge(upstream.url)
+    bridge.runtime.secrets._min_refresh = 0
+    upstream.fault(Fault("/events", count=1, status=401))
+    ingest_segment(bridge, [track(0)])
+    new_key = "ak_rotated"
+    bridge.runtime.aws.secretsmanager.put_secret_value(
+        SecretId=bridge.runtime.settings.userflow_api_key_arn, SecretString=new_key)
+    # WHEN delivered
+    bridge.pump()
+    # THEN the key is refetched, the event goes back to SQS and is delivered with the new key
+    [delivered] = upstream.delivered("/events")
+    assert delivered.headers["Authorization"] == f"Bearer {new_key}"
+    assert bridge.dead_letters() == []
+    snapshot = assert_books_balance(bridge)
+    assert snapshot["segment_to_userflow"]["requeued"] == 1
