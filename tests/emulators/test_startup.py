@@ -20,26 +20,28 @@ READY_BUDGET_S = 5.0
 
 
 @pytest.mark.parametrize(
-    ("command", "probe", "headers"),
+    ("command", "flags", "probe", "headers"),
     [
         (
             "segment",
+            ["--token", "ci-extra-token"],
             "/catalog/sources/iUM16Md8P2",
-            {"Authorization": "Bearer sandbox-segment-token"},
+            {"Authorization": "Bearer ci-extra-token"},
         ),
         (
             "userflow",
+            ["--api-key", "ak_ci_extra"],
             "/users?limit=1",
-            {"Authorization": "Bearer ak_sandbox_local", "Userflow-Version": "2020-01-03"},
+            {"Authorization": "Bearer ak_ci_extra", "Userflow-Version": "2020-01-03"},
         ),
     ],
 )
 def test_ready_line_comes_fast_and_the_server_answers(
-    command: str, probe: str, headers: dict[str, str]
+    command: str, flags: list[str], probe: str, headers: dict[str, str]
 ) -> None:
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", command, "--port", "0", "--seed", "3"],
+        [sys.executable, "-m", "sandbox", command, "--port", "0", "--seed", "3", *flags],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
