@@ -31,6 +31,8 @@ per retry), `delivery_timeout_s` (10), `spec_path`.
 Choices where the real API is silent (documented for the clients built against this):
 - `X-RateLimit-Reset` is the epoch milliseconds at which the current window ends; a 429 carries
   `data.msBeforeNext` and `Retry-After` (seconds).
+- One emulator is one workspace (`ws_sandbox`): every accepted token sees the same objects.
+- Subscription `settings` PATCH merges like destination settings (`null` removes a key).
 - Deleting a source deletes its destinations and their subscriptions.
 - A destination is created disabled unless `enabled` is given.
 - The Send action's `data` mapping supports only the default `{"@path": "$."}` (the whole

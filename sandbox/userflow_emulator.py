@@ -27,6 +27,8 @@ Options (keyword arguments, or the command's flags): `seed` (ids and secrets; de
 retry), `delivery_timeout_s` (10).
 
 Choices where the real API is silent (documented for the clients built against this):
+- One emulator is one Userflow environment: every accepted key reaches the same data (a real
+  key reaches only its own environment; run one emulator per environment to model that).
 - `POST /events` for an unknown user creates that user (no attributes, `user.created` fires);
   an unknown `group_id` creates the group. Events need a user: there are no anonymous ones.
 - An upsert that changes nothing fires no `user.updated`/`group.updated` (no webhook echo).
