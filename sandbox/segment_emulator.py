@@ -52,6 +52,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import math
 import re
 import threading
 import time
@@ -362,7 +363,7 @@ class SegmentEmulator(Emulator):
         else:
             response = error_envelope(status, "InternalServerError", "injected fault")
         if fault.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, round(fault.retry_after)))
+            response.headers["Retry-After"] = str(max(1, math.ceil(fault.retry_after)))
         return response
 
     def handle_api(self, request: HttpRequest) -> HttpResponse:
@@ -407,7 +408,7 @@ class SegmentEmulator(Emulator):
             response = error_envelope(
                 429, "RateLimited", "Rate limit exceeded", data={"msBeforeNext": wait_ms}
             )
-            response.headers["Retry-After"] = str(max(1, round(wait_ms / 1000)))
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait_ms / 1000)))
             raise ApiError(response)
         return {
             "X-RateLimit-Consumed": "1",

@@ -45,6 +45,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -178,7 +179,9 @@ class UserflowEmulator(Emulator):
         code = {429: "rate_limited", 404: "not_found"}.get(status, "injected_fault")
         response = json_response(status, {"error": {"code": code, "message": "injected fault"}})
         if fault.retry_after is not None:
-            response.headers["Retry-After"] = str(max(0, round(fault.retry_after)))
+            response.headers["Retry-After"] = str(
+                math.ceil(fault.retry_after)
+            )  # whole seconds, never early
         elif status == 429:
             response.headers["Retry-After"] = "1"
         return response
