@@ -259,6 +259,15 @@ def userflow_irreducible(body: bytes) -> object:
     return json.loads(body)
 
 
+def design_floor(body: bytes) -> object:
+    """What the required design cannot avoid per event, in C-speed primitives only: verify and
+    parse at ingest, write the queue message, parse it at delivery, write the upstream body."""
+    hmac.new(SECRETS["arn:shared"].encode(), body, hashlib.sha1).hexdigest()
+    event = json.loads(body)
+    message = json.dumps({"event": event})
+    return json.dumps(json.loads(message)["event"])
+
+
 # --- (2) batch of 10 against a 50 ms upstream ---------------------------------------------------
 
 def batch_latency(direction: str, rounds: int) -> tuple[float, float, float]:
@@ -399,6 +408,11 @@ def main(argv: list[str]) -> int:
         rows.append((f"(1) CPU/event vs json parse+HMAC, {label}",
                      f"{bridge_cpu * 1e6:.0f} µs vs {base_cpu * 1e6:.1f} µs = {ratio:.1f}x",
                      "≤ 5x"))
+    bridge_cpu, floor_cpu, ratio = cpu_ratio("/segment", segment_events(400), design_floor,
+                                             rounds)
+    rows.append(("(1) same, Segment→Userflow 1 event/request, vs the queue design's floor",
+                 f"{bridge_cpu * 1e6:.0f} µs vs {floor_cpu * 1e6:.1f} µs = {ratio:.1f}x",
+                 "(info)"))
     for direction, label in (("segment_to_userflow", "Segment→Userflow (10 parallel calls)"),
                              ("userflow_to_segment", "Userflow→Segment (1 batch call)")):
         whole, one, ratio = batch_latency(direction, rounds)
@@ -411,10 +425,14 @@ def main(argv: list[str]) -> int:
         rows.append((f"(3) upstream calls per event, {label}", f"{per_event:.2f}", aim))
         rows.append((f"(3) TCP connections per 1,000 events, {label}",
                      f"{cold} (fresh container), {warm} (next 1,000)", "≤ 2"))
-    for module in ("bridge_code.ingest", "bridge_code.delivery", "boto3"):
-        note = " (paid at the first AWS call)" if module == "boto3" else ""
-        rows.append((f"(4) cold import {module}{note}",
-                     f"{cold_import_ms(module, rounds):.0f} ms", "≤ 150 ms"))
+    for module, label in (
+            ("bridge_code.ingest", "bridge_code.ingest"),
+            ("bridge_code.delivery", "bridge_code.delivery"),
+            ("boto3", "boto3 alone (runtime's; paid at the first AWS call)"),
+            ("bridge_code.delivery, boto3, urllib3",
+             "delivery + boto3 + urllib3 (whole cold start)")):
+        aim = "≤ 150 ms" if module.startswith("bridge_code") and "," not in module else "(info)"
+        rows.append((f"(4) cold import {label}", f"{cold_import_ms(module, rounds):.0f} ms", aim))
     size = zip_size(package_files())
     rows.append(("(4) zipped package (bridge_code/*.py + mapping.json)",
                  f"{size / 1024:.1f} KiB", "≤ 2 MB"))

@@ -3,7 +3,8 @@
 urllib3 (which botocore already depends on, so it is in every Lambda Python runtime) gives a
 thread-safe `PoolManager` with keep-alive, which the concurrent delivery threads share. Its
 own retry machinery is off: retries here honour `Retry-After`, use full jitter and stop
-before the invocation's deadline.
+before the invocation's deadline. It is imported when the client is built (first
+invocation), next to boto3, which imports it anyway: the handler module's import stays light.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import urllib3
+if TYPE_CHECKING:
+    import urllib3
 
 # Segment retries these too (not 501); Userflow documents nothing, so the same set applies.
 RETRYABLE_STATUSES = frozenset({408, 423, 425, 429, 500, 502, 503, 504, 507, 508, 509, 598, 599})
@@ -64,9 +67,12 @@ class UpstreamClient:
         self._cap = backoff_cap_seconds
         self._sleep = sleep
         self._jitter = jitter
+        import urllib3
+
+        self._urllib3 = urllib3
         # maxsize matches the delivery threads so no connection is opened and then dropped.
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False,
-                                         retries=False)
+        self._pool: urllib3.PoolManager = urllib3.PoolManager(
+            num_pools=4, maxsize=pool_size, block=False, retries=False)
 
     def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
              deadline: float) -> Outcome:
@@ -83,8 +89,8 @@ class UpstreamClient:
             try:
                 response = self._pool.request(
                     method, url, body=body, headers=dict(headers), redirect=False,
-                    timeout=urllib3.Timeout(connect=min(3.0, timeout), read=timeout))
-            except urllib3.exceptions.HTTPError as error:
+                    timeout=self._urllib3.Timeout(connect=min(3.0, timeout), read=timeout))
+            except self._urllib3.exceptions.HTTPError as error:
                 status, retryable = None, True
                 detail = f"{type(error).__name__} calling {method} {url}"
             else:

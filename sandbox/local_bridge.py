@@ -34,7 +34,7 @@ from typing import Any
 from moto.server import ThreadedMotoServer
 
 from bridge_code import logs
-from bridge_code.aws import AwsTarget
+from bridge_code.aws import AwsClients, AwsTarget
 from bridge_code.delivery import DeliveryApp
 from bridge_code.ingest import IngestApp
 from bridge_code.replay import redrive
@@ -183,8 +183,8 @@ class LocalBridge:
 
     def _provision(self, target: AwsTarget) -> dict[str, str]:
         """Create the queues and secrets; return the environment the handlers read."""
-        runtime_aws = BridgeRuntime.build(BridgeSettings(), target).aws
-        sqs, secrets = runtime_aws.sqs, runtime_aws.secretsmanager
+        aws = AwsClients(target)
+        sqs, secrets = aws.sqs, aws.secretsmanager
         suffix = uuid.uuid4().hex[:8]
         self.dlq_url = sqs.create_queue(QueueName=f"bridge-{suffix}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
