@@ -260,7 +260,8 @@ class LocalBridge:
                     self.send_header(key, value)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def _json(self, status: int, data: object) -> None:
                 self._answer(status, json.dumps(data).encode(),

@@ -255,6 +255,11 @@ def test_segment_batch_refusal_is_narrowed_to_the_bad_event(upstream: FakeUpstre
     assert len(bridge.dead_letters()) == 1
     assert len(segment_message_ids(upstream)) == 2
     assert_books_balance(bridge)
+    # AND once Segment takes it, replay delivers it, each messageId arriving once
+    assert replay(bridge) == 1
+    bridge.pump()
+    assert segment_message_ids(upstream) == Counter({f"userflow-wn_{i}": 1 for i in range(3)})
+    assert_books_balance(bridge)
 
 
 def test_oversize_segment_event_is_dead_lettered_with_reason(upstream: FakeUpstream) -> None:
