@@ -89,6 +89,12 @@ def topic_matches(subscribed: str, topic: str) -> bool:
     return subscribed == "*" or topic == subscribed or topic.startswith(subscribed + ".")
 
 
+def _change(topic: str, obj: JsonObject) -> JsonObject:
+    """A change to notify about, with the object as it is now (later writes don't leak in)."""
+    snapshot: JsonObject = json.loads(json.dumps(obj))
+    return {"topic": topic, "object": snapshot}
+
+
 def error(status: int, code: str, message: str) -> ApiError:
     return ApiError(json_response(status, {"error": {"code": code, "message": message}}))
 
@@ -179,9 +185,8 @@ class UserflowEmulator(Emulator):
         code = {429: "rate_limited", 404: "not_found"}.get(status, "injected_fault")
         response = json_response(status, {"error": {"code": code, "message": "injected fault"}})
         if fault.retry_after is not None:
-            response.headers["Retry-After"] = str(
-                math.ceil(fault.retry_after)
-            )  # whole seconds, never early
+            # Whole seconds, rounded up: never earlier than the fault clears.
+            response.headers["Retry-After"] = str(math.ceil(fault.retry_after))
         elif status == 429:
             response.headers["Retry-After"] = "1"
         return response
@@ -241,8 +246,8 @@ class UserflowEmulator(Emulator):
         return body
 
     @staticmethod
-    def _attributes(body: Mapping[str, Any], field: str = "attributes") -> Any:
-        attributes = body.get(field)
+    def _attributes(body: Mapping[str, Any]) -> Any:
+        attributes = body.get("attributes")
         try:
             validate_attributes(attributes)
         except InvalidAttribute as exc:
@@ -299,12 +304,12 @@ class UserflowEmulator(Emulator):
                 "updated_at": now,
             }
             self.groups[group_id] = group
-            return {"topic": "group.created", "object": group}
+            return _change("group.created", group)
         merged = merge_attributes(existing["attributes"], attributes)
         if merged == existing["attributes"]:
             return None
         existing.update(attributes=merged, updated_at=now)
-        return {"topic": "group.updated", "object": existing}
+        return _change("group.updated", existing)
 
     def _ensure_user(self, user_id: str) -> JsonObject | None:
         if user_id in self.users:
@@ -318,7 +323,7 @@ class UserflowEmulator(Emulator):
             "updated_at": now,
         }
         self.users[user_id] = user
-        return {"topic": "user.created", "object": user}
+        return _change("user.created", user)
 
     def _render_user(self, user: JsonObject) -> JsonObject:
         memberships = [
@@ -357,7 +362,7 @@ class UserflowEmulator(Emulator):
             "created_at": now,
         }
         self.events.append(event)
-        changes.append({"topic": f"event.tracked.{name}", "object": event})
+        changes.append(_change(f"event.tracked.{name}", event))
         return changes
 
     # -- webhooks ------------------------------------------------------------------------------
@@ -374,7 +379,7 @@ class UserflowEmulator(Emulator):
                     "api_version": API_VERSION,
                     "created_at": utc_now_iso(),
                     "topic": topic,
-                    "data": {"object": json.loads(json.dumps(change["object"]))},
+                    "data": {"object": change["object"]},
                 }
                 body = compact_json(notification)
                 targets = [
@@ -523,13 +528,13 @@ def _upsert_user(
                 "updated_at": now,
             }
             emu.users[user_id] = user
-            changes.insert(0, {"topic": "user.created", "object": user})
+            changes.insert(0, _change("user.created", user))
         else:
             user = existing
             merged = merge_attributes(user["attributes"], attributes)
             if merged != user["attributes"] or membership_changed:
                 user.update(attributes=merged, updated_at=now)
-                changes.insert(0, {"topic": "user.updated", "object": user})
+                changes.insert(0, _change("user.updated", user))
         rendered = emu._render_user(user)
     emu._notify(changes)
     return 200, rendered
