@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import json
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -127,31 +126,16 @@ class DeliveryApp:
     # --- sorting the batch ------------------------------------------------------------------
 
     def _deliver(self, items: list[Item], deadline: float) -> None:
-        mapping = self.runtime.mapping
         userflow: dict[str, tuple[UserflowCall, list[Item]]] = {}
         segment: dict[str, tuple[dict[str, Any], list[Item]]] = {}
         for item in items:
             try:
-                item.envelope = decode_envelope(item.body)
+                self._sort(item, userflow, segment)
             except InvalidEnvelope as error:
                 self._dead(item, DLQ_INVALID, str(error))
-                continue
-            item.direction = item.envelope.direction
-            if item.direction == "segment_to_userflow":
-                call = segment_event_to_userflow(item.envelope.event, mapping)
-                if isinstance(call, Skip):
-                    self._skip(item, call.reason)
-                    continue
-                # The same Segment messageId twice in one batch (a Segment retry) is one call.
-                key = str(item.envelope.event.get("messageId") or "") or json.dumps(
-                    [call.method, call.path, call.body], sort_keys=True)
-                userflow.setdefault(key, (call, []))[1].append(item)
-            else:
-                message = userflow_notification_to_segment(item.envelope.event, mapping)
-                if isinstance(message, Skip):
-                    self._skip(item, message.reason)
-                    continue
-                segment.setdefault(message["messageId"], (message, []))[1].append(item)
+            except Exception as error:
+                # One message the mapping cannot handle must not hold up the rest of the batch.
+                self._dead(item, DLQ_INVALID, f"mapping failed: {type(error).__name__}")
         stats = self.runtime.stats
         stats.add("segment_to_userflow", "duplicates",
                   sum(len(group) - 1 for _, group in userflow.values()))
@@ -176,6 +160,27 @@ class DeliveryApp:
             self.runtime.secrets.refresh_if_stale(secret_id)
         return replace(outcome, retryable=True,
                        detail=outcome.detail + " (credentials refreshed; retried later)")
+
+    def _sort(self, item: Item, userflow: dict[str, tuple[UserflowCall, list[Item]]],
+              segment: dict[str, tuple[dict[str, Any], list[Item]]]) -> None:
+        """Map one record and file it under its upstream call (or skip it)."""
+        envelope = item.envelope = decode_envelope(item.body)
+        item.direction = envelope.direction
+        if item.direction == "segment_to_userflow":
+            call = segment_event_to_userflow(envelope.event, self.runtime.mapping)
+            if isinstance(call, Skip):
+                self._skip(item, call.reason)
+                return
+            # The same Segment messageId twice in one batch (a Segment retry) is one call.
+            key = str(envelope.event.get("messageId") or "") or compact_json(
+                [call.method, call.path, call.body])
+            userflow.setdefault(key, (call, []))[1].append(item)
+        else:
+            message = userflow_notification_to_segment(envelope.event, self.runtime.mapping)
+            if isinstance(message, Skip):
+                self._skip(item, message.reason)
+                return
+            segment.setdefault(message["messageId"], (message, []))[1].append(item)
 
     def _credential(self, secret_id: str | None, variable: str,
                     groups: list[list[Item]]) -> str | None:
@@ -205,7 +210,7 @@ class DeliveryApp:
                    "Content-Type": "application/json", "User-Agent": USER_AGENT}
         futures = []
         for call, group in calls:
-            body = None if call.body is None else compact_json(call.body).encode("utf-8")
+            body = None if call.body is None else compact_json(call.body).encode("ascii")
             futures.append((self.pool.submit(self._send_userflow, call.method,
                                              s.userflow_api_url + call.path, headers, body,
                                              deadline), group))
@@ -234,7 +239,7 @@ class DeliveryApp:
         current: tuple[list[bytes], list[list[Item]]] = ([], [])
         size = 0
         for message, group in messages:
-            encoded = compact_json(message).encode("utf-8")
+            encoded = compact_json(message).encode("ascii")
             if len(encoded) > SEGMENT_EVENT_LIMIT:
                 for item in group:
                     self._dead(item, DLQ_OVERSIZE, f"Segment event is {len(encoded)} bytes; "

@@ -16,9 +16,12 @@ from bridge_code.stats import DIRECTIONS, Direction
 ENVELOPE_VERSION = 1
 # SQS rejects messages over 256 KiB (including attributes); keep room for those.
 MAX_MESSAGE_BYTES = 250 * 1024
-# One encoder for every compact JSON text the bridge writes: json.dumps with options would
-# build a new encoder on each call, a visible cost per event.
-compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# One encoder for every JSON text the bridge writes (json.dumps with options would build a new
+# encoder per call, a visible cost per event). ASCII-only on purpose: a parsed event may hold
+# lone surrogates ("\ud800" is valid JSON) that cannot be encoded as UTF-8, or U+FFFE/U+FFFF,
+# which SQS refuses in a message body; escaped, every value survives the trip unchanged.
+compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+_SQS_REFUSED = ("\ufffe", "\uffff")
 
 
 class InvalidEnvelope(ValueError):
@@ -34,7 +37,10 @@ class Envelope:
 
     def encode(self, raw_event: str | None = None) -> str:
         """The message body; `raw_event` is the event's JSON text as received, if at hand."""
-        event = raw_event if raw_event is not None else compact_json(self.event)
+        if raw_event is None or any(c in raw_event for c in _SQS_REFUSED):
+            event = compact_json(self.event)
+        else:
+            event = raw_event
         return (f'{{"v":{ENVELOPE_VERSION},"direction":"{self.direction}",'
                 f'"received_at":{compact_json(self.received_at)},'
                 f'"request_id":{compact_json(self.request_id)},"event":{event}}}')

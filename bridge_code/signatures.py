@@ -53,8 +53,18 @@ def _first_element_bytes(raw_body: bytes) -> list[bytes]:
         start += 1
     first, end = decoder.raw_decode(text, start)
     raw = text[start:end].encode("utf-8")
-    compact = json.dumps(first, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    compact = json_stringify(first).encode("utf-8")
     return [compact] if compact == raw else [compact, raw]
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_stringify(value: object) -> str:
+    """JavaScript's JSON.stringify output for a parsed value: compact, non-ASCII kept, key
+    order kept, lone surrogates escaped as \\uXXXX (well-formed JSON.stringify, ES2019)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def verify_segment_signature(raw_body: bytes, header: str | None,

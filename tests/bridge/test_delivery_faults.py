@@ -345,3 +345,25 @@ def test_rotated_userflow_key_is_refetched_and_the_event_retried(upstream: FakeU
     assert bridge.dead_letters() == []
     snapshot = assert_books_balance(bridge)
     assert snapshot["segment_to_userflow"]["requeued"] == 1
+
+
+def test_values_sqs_or_utf8_cannot_carry_survive_the_trip(upstream: FakeUpstream) -> None:
+    # GIVEN a batched Segment delivery whose properties hold a lone surrogate, U+FFFF (SQS
+    # refuses it in a body) and a control character, all valid in JSON when escaped
+    odd = "a\ud800b\uffff\u0001é"
+    events = [track(0), track(1)]
+    events[1]["properties"]["note"] = odd
+    bridge = make_bridge(upstream.url)
+    ingest_segment(bridge, events)
+    # AND a single Userflow notification holding U+FFFF, queued as the raw bytes received
+    single = notification(2)
+    single["data"]["object"]["attributes"]["note"] = "x\uffffy"
+    ingest_userflow(bridge, [single])
+    # WHEN delivered THEN every value arrives unchanged
+    bridge.pump()
+    by_user = {r.body["user_id"]: r.body for r in upstream.delivered("/events")}
+    assert by_user["user-1"]["attributes"]["note"] == odd
+    [message] = [m for r in upstream.delivered("/v1/batch") for m in r.body["batch"]]
+    assert message["properties"]["note"] == "x\uffffy"
+    assert_books_balance(bridge)
+    assert bridge.dead_letters() == []

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from bridge_code.signatures import sign_segment, sign_userflow
+from bridge_code.signatures import json_stringify, sign_segment, sign_userflow
 from tests.bridge.helpers import (
     SHARED_SECRET,
     WEBHOOK_SECRET,
@@ -27,11 +27,14 @@ FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
+# Every code point, lone surrogates included: valid in JSON text when escaped, and once a
+# cause of UnicodeEncodeError on the way into SQS.
+any_text = st.text(st.characters(exclude_categories=[]), max_size=20)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    | any_text,
     lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    | st.dictionaries(any_text, children, max_size=5),
     max_leaves=20,
 )
 segment_keys = st.sampled_from(["type", "userId", "event", "traits", "properties", "context",
@@ -106,3 +109,22 @@ def test_truncated_or_corrupted_genuine_bodies_never_5xx(bridge: Bridge, cut: in
     event["body"] = base64.b64encode(body).decode()
     event["isBase64Encoded"] = True
     assert handle(bridge, event) in {200, 400}
+
+
+@FUZZ
+@given(properties=st.lists(st.dictionaries(any_text, json_values, max_size=5), min_size=1,
+                           max_size=3))
+def test_accepted_events_with_any_values_are_queued(bridge: Bridge,
+                                                    properties: list[dict[str, Any]]) -> None:
+    # GIVEN well-formed track events (batched when several) whose properties are arbitrary
+    events = [{"type": "track", "userId": "u1", "event": "Fuzzed", "properties": p}
+              for p in properties]
+    payload: Any = events if len(events) > 1 else events[0]
+    body = json.dumps(payload).encode()
+    first = json_stringify(events[0]).encode("utf-8")
+    signature = sign_segment(body if len(events) == 1 else first, SHARED_SECRET)
+    event = apigw_event("POST", "/segment", body, {"x-signature": signature})
+    # THEN every one of them is accepted into the queue
+    result = bridge.ingest.handle(event)
+    assert result["statusCode"] == 200, result["body"]
+    assert json.loads(result["body"])["accepted"] == len(events)

@@ -170,3 +170,12 @@ def test_userflow_rotation_several_v1_and_several_secrets() -> None:
     # AND a bridge knowing neither refuses it
     with pytest.raises(SignatureError):
         verify_userflow_signature(BODY, header, ["third"], now=NOW)
+
+
+def test_segment_batch_first_element_with_lone_surrogate_as_javascript_writes_it() -> None:
+    # GIVEN a first element holding a lone surrogate: JSON.stringify writes it as \ud800
+    # (spaced out, so only the re-serialization, not the raw bytes, can match)
+    body = b'[ {"event": "a\\ud800", "n": "\xc3\xa9"}, {"event": "b"} ]'
+    signed_text = '{"event":"a\\ud800","n":"\u00e9"}'.encode()
+    # THEN the signature over that text verifies
+    verify_segment_signature(body, sign_segment(signed_text, "s1"), ["s1"])
