@@ -42,9 +42,11 @@ from bridge_code.runtime import BridgeRuntime
 from bridge_code.settings import BridgeSettings
 
 LOCAL_REGION = "us-east-1"
-# Short so that a message left for redelivery comes back within seconds locally.
-LOCAL_VISIBILITY_TIMEOUT = 2
-LOCAL_LAMBDA_BUDGET_SECONDS = 30.0
+# Short so that a message left for redelivery comes back within seconds locally. As AWS
+# requires of a Lambda event source, the invocation budget does not exceed it, so a message
+# is never redelivered while its first delivery is still running.
+LOCAL_VISIBILITY_TIMEOUT = 5
+LOCAL_LAMBDA_BUDGET_SECONDS = 5.0
 MAX_LOCAL_BODY = 4 * 1024 * 1024
 
 # (direction, ingest secret variable, delivery secret variable, *_ARN variable names)
@@ -219,7 +221,8 @@ class LocalBridge:
         sqs = self.runtime.aws.sqs
         while not self._stop.is_set():
             try:
-                deliver_once(sqs, self.queue_url, self.queue_arn, self.delivery)
+                deliver_once(sqs, self.queue_url, self.queue_arn, self.delivery,
+                             budget_seconds=float(self.visibility_timeout))
             except Exception as error:
                 if self._stop.is_set():
                     break

@@ -159,3 +159,22 @@ def test_command_prints_one_ready_line_and_stops_on_sigterm(upstream: FakeUpstre
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_failed_delivery_comes_back_from_sqs_within_seconds(upstream: FakeUpstream) -> None:
+    # GIVEN Userflow fails more times than one invocation retries
+    upstream.fault(Fault("/users", count=2, status=503))
+    with LocalBridge(env=env_for(upstream), visibility_timeout=2,
+                     tuning={"max_attempts": 2, "backoff_base_seconds": 0.01,
+                             "deadline_margin_seconds": 0.2}) as bridge:
+        body = json.dumps(load_event("segment_identify.json")).encode()
+        started = time.monotonic()
+        status, _ = call(bridge.url + "/segment", "POST", body,
+                         {"x-signature": sign_segment(body, SHARED_SECRET)})
+        assert status == 200
+        # THEN SQS hands it back after the visibility timeout and it is delivered
+        assert wait_for(lambda: len(upstream.delivered("/users")) == 1, timeout=15)
+        assert time.monotonic() - started < 10
+        assert bridge.runtime is not None
+        s = bridge.runtime.stats.snapshot()["segment_to_userflow"]
+        assert s["requeued"] == 1 and s["delivered"] == 1 and s["dead_lettered"] == 0
