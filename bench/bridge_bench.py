@@ -236,8 +236,13 @@ def cpu_ratio(route: str, requests: list[tuple[bytes, dict[str, str]]],
             irreducible(body)
 
     bridge_once()  # warm: secrets cached, pool threads started
-    bridge_cpu = min(_cpu(bridge_once) for _ in range(rounds)) / event_count
-    base_cpu = min(_cpu(baseline_once) for _ in range(rounds)) / event_count
+    # Interleaved so both sides see the same machine; the least-disturbed round of each.
+    bridge_samples, base_samples = [], []
+    for _ in range(rounds * 2):
+        bridge_samples.append(_cpu(bridge_once))
+        base_samples.append(_cpu(baseline_once))
+    bridge_cpu = min(bridge_samples) / event_count
+    base_cpu = min(base_samples) / event_count
     delivery.close()
     return bridge_cpu, base_cpu, bridge_cpu / base_cpu
 
