@@ -201,6 +201,7 @@ def run_demo(
     outcome = DemoOutcome()
     engine = Engine(state_dir=state_dir, on_line=lambda line: out(f"    │ {line}"))
     plan = plan_traffic(users, seed)
+    refuse_if_running(state_dir)
     with ServiceGroup() as group:
         out("① starting the Segment and Userflow emulators")
         segment = group.start("segment")
@@ -216,7 +217,7 @@ def run_demo(
         }
         engine.ensure_stack(STACK)
         with engine.config_copy(STACK, overrides) as config_file:
-            _forget_leftovers(engine, config_file, out)
+            _forget_leftovers(engine, out)
             out(f"② pulumi up --stack {STACK}")
             deployed = True
             try:
@@ -269,14 +270,34 @@ def run_demo(
     return outcome
 
 
-def _forget_leftovers(engine: Engine, config_file: Path, out: Printer) -> None:
-    """A crashed or killed earlier run leaves resources in state whose emulators are gone:
-    a refresh against the fresh emulators sees them 404 and drops them from the state."""
+def _forget_leftovers(engine: Engine, out: Printer) -> None:
+    """A demo killed hard leaves resources in the state whose emulators died with it (they
+    keep everything in memory): nothing of them exists any more, so the state forgets them.
+    (A refresh cannot do it: it would configure the providers with the dead emulators' URLs
+    recorded in the state.)"""
     deployment = engine.export(STACK)
     resources = deployment.get("deployment", {}).get("resources") or []
     if any(str(r.get("type", "")).startswith("pulumi-python:dynamic") for r in resources):
-        out("    the stack remembers resources of an earlier run: refreshing them away")
-        engine.refresh(STACK, config_file)
+        out("    the stack remembers resources of an earlier run whose emulators are gone: "
+            "forgetting them")
+        engine.forget_resources(STACK)
+
+
+def refuse_if_running(state_dir: Path) -> None:
+    """A `--keep` demo on the same state still serves: a second one would clobber its stack."""
+    session = session_path(state_dir, STACK)
+    if not session.exists():
+        return
+    try:
+        urls = json.loads(session.read_text(encoding="utf-8"))
+        requests.get(str(urls["bridgeUrl"]) + "/health", timeout=2)
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        session.unlink(missing_ok=True)  # stale: that demo is gone
+        return
+    raise DemoError(
+        f"another demo is running on {state_dir} (bridge {urls['bridgeUrl']}): stop it "
+        "(Ctrl-C in its terminal) or pass --state-dir"
+    )
 
 
 def _drive(

@@ -318,6 +318,12 @@ class Engine:
     def destroy(self, stack: str, config_file: Path | None = None) -> RunResult:
         return self._operation("destroy", stack, config_file, ["--yes", "--skip-preview"])
 
+    def forget_resources(self, stack: str) -> None:
+        """Drop every resource from the stack's state without touching what it describes
+        (`pulumi state delete --all`): for the sandbox, whose emulators keep nothing once
+        their process is gone."""
+        self.run(["state", "delete", "--all", "--yes", "--stack", stack], stream=True)
+
     # -- reading state -------------------------------------------------------------------
     def outputs(self, stack: str, *, show_secrets: bool = False) -> dict[str, Any]:
         args = ["stack", "output", "--stack", stack, "--json"]
