@@ -219,7 +219,6 @@ def run_demo(
         with engine.config_copy(STACK, overrides) as config_file:
             _forget_leftovers(engine, out)
             out(f"② pulumi up --stack {STACK}")
-            deployed = True
             try:
                 up = engine.up(STACK, config_file)
                 outcome.summaries["up"] = str(up.summary)
@@ -249,15 +248,15 @@ def run_demo(
                 out("interrupted: destroying the stack and stopping everything")
                 raise
             finally:
+                # Also after a failed or interrupted `up`: whatever it created goes again.
                 session_path(state_dir, STACK).unlink(missing_ok=True)
-                if deployed:
-                    out(f"⑦ pulumi destroy --stack {STACK}")
-                    try:
-                        destroyed = engine.destroy(STACK, config_file)
-                        outcome.summaries["destroy"] = str(destroyed.summary)
-                        outcome.problems += emulators_empty(segment.url, userflow.url)
-                    except EngineError as exc:
-                        outcome.problems.append(f"destroy failed: {exc}")
+                out(f"⑦ pulumi destroy --stack {STACK}")
+                try:
+                    destroyed = engine.destroy(STACK, config_file)
+                    outcome.summaries["destroy"] = str(destroyed.summary)
+                    outcome.problems += emulators_empty(segment.url, userflow.url)
+                except EngineError as exc:
+                    outcome.problems.append(f"destroy failed: {exc}")
         if outcome.problems or not all(r.ok for r in outcome.reports):
             # What the processes said last is usually where the cause is.
             for service in group.services:
