@@ -17,8 +17,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -26,11 +26,13 @@ from pulumi.dynamic import Config, ConfigureRequest, ResourceProvider
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_SENTINEL
 
+CONFIG_NAMESPACE = "userflow-segment"  # where the providers find their stack config keys
 USER_AGENT = "userflow-segment-pulumi/1.0 (+pulumi dynamic provider)"
 # The error body is shown to the operator; a whole HTML error page would drown the message.
 ERROR_BODY_LIMIT = 2000
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_PAGES = 500  # a bound on every listing, so a cursor bug can't loop forever
 
 
 class ApiError(Exception):
@@ -254,6 +256,100 @@ def _decode(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+# -- API settings and clients ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where an API is and the bearer credential to call it with (from stack config).
+
+    Each API's subclass names its two config keys, its default URL and how its credential is
+    called, so reading and checking the config is written once for both APIs.
+    """
+
+    api_url: str
+    token: str = field(repr=False)  # a repr must never carry the credential into a log
+
+    url_key: ClassVar[str]
+    token_key: ClassVar[str]
+    default_url: ClassVar[str]
+    credential_name: ClassVar[str]  # e.g. "Segment Public API token" (missing-key message)
+    credential_example: ClassVar[str]  # what `pulumi config set` is shown with
+
+    @classmethod
+    def from_config(cls, config: Config) -> Self:
+        return cls(
+            api_url=str(config.get(cls.url_key) or cls.default_url),
+            token=str(config.get(cls.token_key) or ""),
+        )
+
+    def problems(self) -> list[str]:
+        """What to fix in the stack config before any call can work."""
+        found: list[str] = []
+        if not self.token:
+            found.append(
+                f"the {self.credential_name} is missing: run "
+                f"`pulumi config set --secret {self.token_key} {self.credential_example}`"
+            )
+        url_problem = check_base_url(self.api_url, self.url_key)
+        if url_problem:
+            found.append(url_problem)
+        return found
+
+
+class ApiClient:
+    """Typed calls to one API, over one ``HttpClient`` built from that API's settings."""
+
+    api_name: ClassVar[str]  # names the API in every error
+    settings_type: ClassVar[type[ApiSettings]]  # what the providers read from stack config
+    headers: ClassVar[Mapping[str, str]] = {}  # sent on every call, besides auth and User-Agent
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.http = HttpClient(
+            self.api_name,
+            settings.api_url,
+            settings.token,
+            headers=self.headers,
+            policy=policy,
+            sleep=sleep,
+        )
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        object_id: Any = None,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> Any:
+        """One call; ``object_id`` is whatever names the object in an error (id, slug, url)."""
+        return self.http.request(
+            method,
+            path,
+            operation=operation,
+            object_id=str(object_id) if object_id else None,
+            params=params,
+            body=body,
+            media_type=media_type,
+        )
+
+    def _delete(
+        self, path: str, operation: str, object_id: str, media_type: str | None = None
+    ) -> None:
+        try:
+            self._call("DELETE", path, operation, object_id, media_type=media_type)
+        except NotFoundError:
+            return  # already gone is what delete wanted
 
 
 # -- provider plumbing ------------------------------------------------------------------------

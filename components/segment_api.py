@@ -7,15 +7,11 @@ Facts it follows (NOTES §1, the official v36 spec): Bearer token, vendor media 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
-from pulumi.dynamic import Config
+from components.api_http import CONFIG_NAMESPACE, MAX_PAGES, ApiClient, ApiSettings
 
-from components.api_http import HttpClient, NotFoundError, RetryPolicy, check_base_url
-
-CONFIG_NAMESPACE = "userflow-segment"
 API_URL_KEY = f"{CONFIG_NAMESPACE}:segmentApiUrl"
 TOKEN_KEY = f"{CONFIG_NAMESPACE}:segmentToken"
 DEFAULT_API_URL = "https://api.segmentapis.com"
@@ -24,7 +20,6 @@ EU_API_URL = "https://eu1.api.segmentapis.com"
 MEDIA_V1 = "application/vnd.segment.v1+json"
 MEDIA_V1ALPHA = "application/vnd.segment.v1alpha+json"  # destination subscription endpoints
 PAGE_SIZE = 200  # the spec's maximum for pagination[count]
-MAX_PAGES = 500  # a bound on every listing, so a cursor bug can't loop forever
 
 # Catalog ids (NOTES §1): the one place they are written down.
 HTTP_API_SOURCE_METADATA_ID = "iUM16Md8P2"
@@ -35,32 +30,14 @@ BATCH_SIZE_RANGE = (1, 4000)  # the Send action's batch_size field
 MASK_CHAR = "•"
 
 
-@dataclass(frozen=True)
-class SegmentSettings:
+class SegmentSettings(ApiSettings):
     """Where the Segment Public API is and the token to call it with (from stack config)."""
 
-    api_url: str
-    token: str
-
-    def problems(self) -> list[str]:
-        """What to fix in the stack config before any call can work."""
-        found: list[str] = []
-        if not self.token:
-            found.append(
-                f"the Segment Public API token is missing: run "
-                f"`pulumi config set --secret {TOKEN_KEY} <token>`"
-            )
-        url_problem = check_base_url(self.api_url, API_URL_KEY)
-        if url_problem:
-            found.append(url_problem)
-        return found
-
-
-def segment_settings_from_config(config: Config) -> SegmentSettings:
-    return SegmentSettings(
-        api_url=str(config.get(API_URL_KEY) or DEFAULT_API_URL),
-        token=str(config.get(TOKEN_KEY) or ""),
-    )
+    url_key = API_URL_KEY
+    token_key = TOKEN_KEY
+    default_url = DEFAULT_API_URL
+    credential_name = "Segment Public API token"
+    credential_example = "<token>"
 
 
 def is_masked(value: Any) -> bool:
@@ -68,18 +45,11 @@ def is_masked(value: Any) -> bool:
     return isinstance(value, str) and MASK_CHAR in value
 
 
-class SegmentClient:
+class SegmentClient(ApiClient):
     """Typed calls to the Segment Public API; each returns the object inside the envelope."""
 
-    def __init__(
-        self,
-        settings: SegmentSettings,
-        policy: RetryPolicy | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> None:
-        self.http = HttpClient(
-            "Segment Public API", settings.api_url, settings.token, policy=policy, sleep=sleep
-        )
+    api_name = "Segment Public API"
+    settings_type = SegmentSettings
 
     # -- sources ---------------------------------------------------------------------------
     def create_source(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -201,26 +171,12 @@ class SegmentClient:
         media_type: str = MEDIA_V1,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        envelope = self.http.request(
-            method,
-            path,
-            operation=operation,
-            object_id=str(object_id) if object_id else None,
-            params=params,
-            body=body,
-            media_type=media_type,
+        envelope = self._call(
+            method, path, operation, object_id, body=body, params=params, media_type=media_type
         )
         if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
-            raise ValueError(f"Segment Public API: {operation}: response has no data envelope")
+            raise ValueError(f"{self.api_name}: {operation}: response has no data envelope")
         return dict(envelope["data"])
-
-    def _delete(self, path: str, operation: str, object_id: str, media_type: str) -> None:
-        try:
-            self.http.request(
-                "DELETE", path, operation=operation, object_id=object_id, media_type=media_type
-            )
-        except NotFoundError:
-            return  # already gone is what delete wanted
 
     def _paginate(
         self, path: str, operation: str, key: str, media_type: str
@@ -233,7 +189,7 @@ class SegmentClient:
             cursor = (data.get("pagination") or {}).get("next")
             if not cursor:
                 return
-        raise ValueError(f"Segment Public API: {operation}: more than {MAX_PAGES} pages")
+        raise ValueError(f"{self.api_name}: {operation}: more than {MAX_PAGES} pages")
 
 
 def pagination_params(cursor: str | None) -> dict[str, str]:

@@ -42,7 +42,6 @@ from components.segment_api import (
     SegmentClient,
     SegmentSettings,
     is_masked,
-    segment_settings_from_config,
 )
 
 SEGMENT_EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -308,7 +307,7 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentSettings, Segm
     """CRUD of the Webhooks (Actions) destination and its Send subscription."""
 
     def settings_from_config(self, config: Config) -> SegmentSettings:
-        return segment_settings_from_config(config)
+        return SegmentSettings.from_config(config)
 
     def settings_problems(self, settings: SegmentSettings) -> list[str]:
         return settings.problems()

@@ -38,7 +38,6 @@ from components.segment_api import (
     TOKEN_KEY,
     SegmentClient,
     SegmentSettings,
-    segment_settings_from_config,
 )
 
 # Segment slugs: lowercase letters, digits, hyphens and underscores, starting with a letter or
@@ -161,7 +160,7 @@ def check_failures(pairs: list[tuple[str, str]], config_problems: list[str]) -> 
 
 class _SegmentProviderBase(ConfiguredProvider[SegmentSettings, SegmentClient]):
     def settings_from_config(self, config: Config) -> SegmentSettings:
-        return segment_settings_from_config(config)
+        return SegmentSettings.from_config(config)
 
     def settings_problems(self, settings: SegmentSettings) -> list[str]:
         return settings.problems()

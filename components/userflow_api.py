@@ -7,67 +7,37 @@ errors as ``{"error": {"code", "message"}}``; 429/5xx retried by ``api_http``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
-from pulumi.dynamic import Config
-
-from components.api_http import HttpClient, NotFoundError, RetryPolicy, check_base_url
-from components.segment_api import CONFIG_NAMESPACE
+from components.api_http import CONFIG_NAMESPACE, MAX_PAGES, ApiClient, ApiSettings
 
 API_URL_KEY = f"{CONFIG_NAMESPACE}:userflowApiUrl"
 API_KEY_KEY = f"{CONFIG_NAMESPACE}:userflowApiKey"
 DEFAULT_API_URL = "https://api.userflow.com"
 API_VERSION = "2020-01-03"  # the only Userflow API version
 PAGE_LIMIT = 100
-MAX_PAGES = 500
 
 
-@dataclass(frozen=True)
-class UserflowSettings:
+class UserflowSettings(ApiSettings):
     """Where the Userflow API is and the key to call it with (from stack config)."""
 
-    api_url: str
-    api_key: str
-
-    def problems(self) -> list[str]:
-        found: list[str] = []
-        if not self.api_key:
-            found.append(
-                f"the Userflow API key is missing: run "
-                f"`pulumi config set --secret {API_KEY_KEY} ak_...`"
-            )
-        url_problem = check_base_url(self.api_url, API_URL_KEY)
-        if url_problem:
-            found.append(url_problem)
-        return found
+    url_key = API_URL_KEY
+    token_key = API_KEY_KEY
+    default_url = DEFAULT_API_URL
+    credential_name = "Userflow API key"
+    credential_example = "ak_..."
 
 
-def userflow_settings_from_config(config: Config) -> UserflowSettings:
-    return UserflowSettings(
-        api_url=str(config.get(API_URL_KEY) or DEFAULT_API_URL),
-        api_key=str(config.get(API_KEY_KEY) or ""),
-    )
-
-
-class UserflowClient:
+class UserflowClient(ApiClient):
     """Typed calls to Userflow's webhook subscription endpoints."""
 
-    def __init__(
-        self,
-        settings: UserflowSettings,
-        policy: RetryPolicy | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> None:
-        self.http = HttpClient(
-            "Userflow API",
-            settings.api_url,
-            settings.api_key,
-            headers={"Userflow-Version": API_VERSION, "Accept": "application/json"},
-            policy=policy,
-            sleep=sleep,
-        )
+    api_name = "Userflow API"
+    settings_type = UserflowSettings
+    headers: ClassVar[Mapping[str, str]] = {
+        "Userflow-Version": API_VERSION,
+        "Accept": "application/json",
+    }
 
     def create_webhook_subscription(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._object(
@@ -94,15 +64,11 @@ class UserflowClient:
         )
 
     def delete_webhook_subscription(self, subscription_id: str) -> None:
-        try:
-            self.http.request(
-                "DELETE",
-                f"/webhook_subscriptions/{subscription_id}",
-                operation="delete webhook subscription",
-                object_id=subscription_id,
-            )
-        except NotFoundError:
-            return  # already gone is what delete wanted
+        self._delete(
+            f"/webhook_subscriptions/{subscription_id}",
+            "delete webhook subscription",
+            subscription_id,
+        )
 
     def list_webhook_subscriptions(self) -> Iterator[dict[str, Any]]:
         starting_after: str | None = None
@@ -110,29 +76,22 @@ class UserflowClient:
             params = {"limit": str(PAGE_LIMIT)}
             if starting_after:
                 params["starting_after"] = starting_after
-            page = self.http.request(
-                "GET",
-                "/webhook_subscriptions",
-                operation="list webhook subscriptions",
-                params=params,
+            page = self._call(
+                "GET", "/webhook_subscriptions", "list webhook subscriptions", params=params
             )
             items = list((page or {}).get("data") or [])
             yield from items
             if not (page or {}).get("has_more") or not items:
                 return
             starting_after = str(items[-1]["id"])
-        raise ValueError(f"Userflow API: list webhook subscriptions: more than {MAX_PAGES} pages")
+        raise ValueError(
+            f"{self.api_name}: list webhook subscriptions: more than {MAX_PAGES} pages"
+        )
 
     def _object(
         self, method: str, path: str, operation: str, object_id: Any, body: Any = None
     ) -> dict[str, Any]:
-        result = self.http.request(
-            method,
-            path,
-            operation=operation,
-            object_id=str(object_id) if object_id else None,
-            body=body,
-        )
+        result = self._call(method, path, operation, object_id, body=body)
         if not isinstance(result, dict):
-            raise ValueError(f"Userflow API: {operation}: response is not a JSON object")
+            raise ValueError(f"{self.api_name}: {operation}: response is not a JSON object")
         return result

@@ -38,7 +38,6 @@ from components.userflow_api import (
     API_VERSION,
     UserflowClient,
     UserflowSettings,
-    userflow_settings_from_config,
 )
 
 BRIDGE_PATH = "/userflow"
@@ -177,7 +176,7 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowSettings, U
     """CRUD of a Userflow webhook subscription."""
 
     def settings_from_config(self, config: Config) -> UserflowSettings:
-        return userflow_settings_from_config(config)
+        return UserflowSettings.from_config(config)
 
     def settings_problems(self, settings: UserflowSettings) -> list[str]:
         return settings.problems()
