@@ -9,8 +9,10 @@ fault looks on its wire (`fault_response`), its state snapshot and its reset.
 from __future__ import annotations
 
 import abc
+import argparse
 import json
 import random
+import re
 import string
 import threading
 import time
@@ -23,13 +25,14 @@ from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypedDict, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 SANDBOX_PREFIX = "/__sandbox__/"
 JSON_TYPE = "application/json"
 
 JsonObject = dict[str, Any]
+Handler = TypeVar("Handler")
 
 
 def utc_now_iso() -> str:
@@ -157,6 +160,53 @@ class IdFactory:
 
 
 @dataclass(frozen=True)
+class Route(Generic[Handler]):
+    method: str
+    template: str  # the API's path template, `{name}` standing for one path segment
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class NoRoute(Exception):
+    """No route answers this request; `path_known` tells 405 (other methods exist) from 404."""
+
+    def __init__(self, path_known: bool) -> None:
+        super().__init__(path_known)
+        self.path_known = path_known
+
+
+class Router(Generic[Handler]):
+    """Routes on method and path template; each emulator words the misses its own way."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route[Handler]] = []
+
+    def add(self, method: str, template: str, handler: Handler) -> None:
+        pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
+        self.routes.append(Route(method, template, pattern, handler))
+
+    def route(self, method: str, template: str) -> Callable[[Handler], Handler]:
+        """The decorator form of `add`."""
+
+        def register(handler: Handler) -> Handler:
+            self.add(method, template, handler)
+            return handler
+
+        return register
+
+    def match(self, request: HttpRequest) -> tuple[Route[Handler], dict[str, str]]:
+        path_known = False
+        for route in self.routes:
+            found = route.pattern.match(request.path)
+            if found is None:
+                continue
+            path_known = True
+            if route.method == request.method:
+                return route, found.groupdict()
+        raise NoRoute(path_known)
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """Retries on a compressed clock: `backoff_s * 2**(attempt-1)` between attempts."""
 
@@ -270,6 +320,36 @@ class DeliveryWorkers:
             }
         )
         return status
+
+
+class DeliveryOptions(TypedDict, total=False):
+    """How an emulator retries its outbound webhooks (defaults: those of `Emulator`)."""
+
+    delivery_attempts: int
+    delivery_backoff_s: float
+    delivery_timeout_s: float
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, seeded: str) -> None:
+    """`--host`, `--port` and `--seed`: every emulator command starts with these."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of generated {seeded}")
+
+
+def add_delivery_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--delivery-attempts", type=int, default=5)
+    parser.add_argument("--delivery-backoff", type=float, default=0.2, help="first retry delay, s")
+    parser.add_argument("--delivery-timeout", type=float, default=10.0)
+
+
+def delivery_options(args: argparse.Namespace) -> DeliveryOptions:
+    """The `add_delivery_arguments` flags as the emulators' keyword arguments."""
+    return DeliveryOptions(
+        delivery_attempts=args.delivery_attempts,
+        delivery_backoff_s=args.delivery_backoff,
+        delivery_timeout_s=args.delivery_timeout,
+    )
 
 
 class Emulator(abc.ABC):

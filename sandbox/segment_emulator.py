@@ -58,20 +58,27 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from sandbox.emu_fql import FqlError, Node, parse_trigger
 from sandbox.emu_http import (
     JSON_TYPE,
     ApiError,
+    DeliveryOptions,
     Emulator,
     Fault,
     HttpRequest,
     HttpResponse,
     IdFactory,
     JsonObject,
+    NoRoute,
     OutboundRequest,
+    Route,
+    Router,
+    add_delivery_arguments,
+    add_server_arguments,
     compact_json,
+    delivery_options,
     json_response,
     utc_now_iso,
 )
@@ -151,6 +158,10 @@ def validation_failure(message: str, field: str | None = None) -> ApiError:
     return ApiError(error_envelope(422, "ValidationFailure", message, field))
 
 
+def rate_limited(wait_ms: int) -> HttpResponse:
+    return error_envelope(429, "RateLimited", "Rate limit exceeded", data={"msBeforeNext": wait_ms})
+
+
 def _encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
 
@@ -200,24 +211,31 @@ class Caller:
 
 
 @dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    handler: Callable[[SegmentEmulator, HttpRequest, Caller, dict[str, str], Any], tuple[int, Any]]
-    spec_path: str | None  # the spec's path template, or None for endpoints outside the spec
+class PublicCall:
+    """One authenticated, spec-checked Public API call, as its handler sees it."""
+
+    emu: SegmentEmulator
+    request: HttpRequest
+    caller: Caller
+    params: dict[str, str]
+    body: Any
 
 
-def _route(method: str, template: str, spec: bool = True) -> Callable[[Any], Any]:
-    pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
-
-    def register(function: Any) -> Any:
-        _ROUTES.append(Route(method, pattern, function, template if spec else None))
-        return function
-
-    return register
+HandlerResult = tuple[int, Any]
 
 
-_ROUTES: list[Route] = []
+@dataclass(frozen=True)
+class Operation:
+    run: Callable[[PublicCall], HandlerResult]
+    in_spec: bool = True  # False: alpha endpoints outside the v36 spec, validated by hand
+
+
+_ROUTES: Router[Operation] = Router()
+
+
+def _spec_path(route: Route[Operation]) -> str | None:
+    """The spec's path template of a route, or None for endpoints outside the spec."""
+    return route.template if route.handler.in_spec else None
 
 
 class _Batcher:
@@ -278,18 +296,9 @@ class SegmentEmulator(Emulator):
         batch_window_s: float = 0.5,
         rate_limit_per_s: int = 1000,
         spec_path: str | None = None,
-        delivery_attempts: int = 5,
-        delivery_backoff_s: float = 0.2,
-        delivery_timeout_s: float = 10.0,
+        **delivery: Unpack[DeliveryOptions],
     ) -> None:
-        super().__init__(
-            host,
-            port,
-            seed=seed,
-            delivery_attempts=delivery_attempts,
-            delivery_backoff_s=delivery_backoff_s,
-            delivery_timeout_s=delivery_timeout_s,
-        )
+        super().__init__(host, port, seed=seed, **delivery)
         # Loaded (once per process) before the server listens: READY means validation is ready.
         self.spec: SegmentSpec = load_spec(spec_path)
         self.tokens: dict[str, bool] = {ADMIN_TOKEN: True, NOADMIN_TOKEN: False}
@@ -357,9 +366,7 @@ class SegmentEmulator(Emulator):
             response = error_envelope(422, "ValidationFailure", "Validation failure")
         elif status == 429:
             wait_s = fault.retry_after if fault.retry_after is not None else 0.1
-            response = error_envelope(
-                429, "RateLimited", "Rate limit exceeded", data={"msBeforeNext": int(wait_s * 1000)}
-            )
+            response = rate_limited(int(wait_s * 1000))
         else:
             response = error_envelope(status, "InternalServerError", "injected fault")
         if fault.retry_after is not None:
@@ -373,20 +380,18 @@ class SegmentEmulator(Emulator):
 
     # -- Public API pipeline -------------------------------------------------------------------
 
-    def _match(self, request: HttpRequest) -> tuple[Route, dict[str, str]]:
-        path_known = False
-        for route in _ROUTES:
-            match = route.pattern.match(request.path)
-            if match is None:
-                continue
-            path_known = True
-            if route.method == request.method:
-                return route, match.groupdict()
-        if path_known:
+    @staticmethod
+    def _match(request: HttpRequest) -> tuple[Route[Operation], dict[str, str]]:
+        try:
+            return _ROUTES.match(request)
+        except NoRoute as missing:
+            if missing.path_known:
+                raise ApiError(
+                    error_envelope(405, "MethodNotAllowed", f"{request.method} {request.path}")
+                ) from None
             raise ApiError(
-                error_envelope(405, "MethodNotAllowed", f"{request.method} {request.path}")
-            )
-        raise ApiError(error_envelope(404, "NotFound", f"no such endpoint {request.path}"))
+                error_envelope(404, "NotFound", f"no such endpoint {request.path}")
+            ) from None
 
     def _authenticate(self, request: HttpRequest) -> Caller:
         scheme, _, token = request.header("Authorization").partition(" ")
@@ -405,9 +410,7 @@ class SegmentEmulator(Emulator):
         reset_ms = int((started + 1.0) * 1000)
         if used > self.rate_limit_per_s:
             wait_ms = max(1, reset_ms - int(now * 1000))
-            response = error_envelope(
-                429, "RateLimited", "Rate limit exceeded", data={"msBeforeNext": wait_ms}
-            )
+            response = rate_limited(wait_ms)
             response.headers["Retry-After"] = str(max(1, math.ceil(wait_ms / 1000)))
             raise ApiError(response)
         return {
@@ -416,13 +419,13 @@ class SegmentEmulator(Emulator):
             "X-RateLimit-Reset": str(reset_ms),
         }
 
-    def _validated_body(self, request: HttpRequest, route: Route) -> tuple[Any, str]:
+    def _validated_body(self, request: HttpRequest, spec_path: str | None) -> tuple[Any, str]:
         """Spec-check the request; answer 400 naming every violation. Returns (body, media)."""
         content_type = request.content_type
-        if route.spec_path is None:
+        if spec_path is None:
             media = content_type or JSON_TYPE
         else:
-            accepted = self.spec.request_media_types(route.spec_path, request.method)
+            accepted = self.spec.request_media_types(spec_path, request.method)
             media = content_type
             # The official SDKs send plain JSON and the API accepts it as the default version.
             if accepted and content_type in {"application/json", ""}:
@@ -454,10 +457,10 @@ class SegmentEmulator(Emulator):
         except ValueError as exc:
             raise ApiError(error_envelope(400, "BadRequest", f"invalid JSON: {exc}")) from exc
 
-    def _response_media(self, request: HttpRequest, route: Route, status: int) -> str:
-        if route.spec_path is None:
+    def _response_media(self, request: HttpRequest, spec_path: str | None, status: int) -> str:
+        if spec_path is None:
             return JSON_TYPE
-        offered = self.spec.response_media_types(route.spec_path, request.method, status)
+        offered = self.spec.response_media_types(spec_path, request.method, status)
         accept = [part.split(";")[0].strip() for part in request.header("Accept").split(",")]
         for media in accept:
             if media in offered:
@@ -465,10 +468,10 @@ class SegmentEmulator(Emulator):
         return offered[0] if offered else JSON_TYPE
 
     def _check_response(
-        self, request: HttpRequest, route: Route, media: str, response: HttpResponse
+        self, request: HttpRequest, spec_path: str | None, media: str, response: HttpResponse
     ) -> HttpResponse:
-        if route.spec_path is None or not self.spec.declares_status(
-            route.spec_path, request.method, response.status
+        if spec_path is None or not self.spec.declares_status(
+            spec_path, request.method, response.status
         ):
             return response
         headers = {k: str(v) for k, v in request.headers.items()}
@@ -495,20 +498,21 @@ class SegmentEmulator(Emulator):
 
     def _handle_public(self, request: HttpRequest) -> HttpResponse:
         route, params = self._match(request)
+        spec_path = _spec_path(route)
         media = request.content_type or JSON_TYPE
         try:
             caller = self._authenticate(request)
             rate_headers = self._rate_limit(caller)
-            body, media = self._validated_body(request, route)
-            status, data = route.handler(self, request, caller, params, body)
+            body, media = self._validated_body(request, spec_path)
+            status, data = route.handler.run(PublicCall(self, request, caller, params, body))
             response = json_response(
-                status, {"data": data}, self._response_media(request, route, status)
+                status, {"data": data}, self._response_media(request, spec_path, status)
             )
             response.headers.update(rate_headers)
         except ApiError as exc:
             response = exc.response
         # Every answer the spec declares (200, 404, 422, 429) is checked, errors included.
-        return self._check_response(request, route, media, response)
+        return self._check_response(request, spec_path, media, response)
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -546,26 +550,7 @@ class SegmentEmulator(Emulator):
         rendered: JsonObject = json.loads(json.dumps(subscription))
         return rendered
 
-    # -- lookups -------------------------------------------------------------------------------
-
-    def _source(self, source_id: str) -> JsonObject:
-        source = self.sources.get(source_id)
-        if source is None:
-            raise not_found("source", source_id)
-        return source
-
-    def _destination(self, destination_id: str) -> JsonObject:
-        destination = self.destinations.get(destination_id)
-        if destination is None:
-            raise not_found("destination", destination_id)
-        return destination
-
-    def _subscription(self, destination_id: str, subscription_id: str) -> JsonObject:
-        self._destination(destination_id)
-        subscription = self.subscriptions.get(subscription_id)
-        if subscription is None or subscription["destinationId"] != destination_id:
-            raise not_found("subscription", subscription_id)
-        return subscription
+    # -- validation ----------------------------------------------------------------------------
 
     def _check_slug(self, slug: str, except_id: str | None = None) -> None:
         if not SLUG_PATTERN.match(slug):
@@ -836,25 +821,187 @@ class SegmentEmulator(Emulator):
         )
 
 
-# -- Public API handlers (registered in route order) ---------------------------------------------
-
-HandlerResult = tuple[int, Any]
+# -- Public API handlers -------------------------------------------------------------------------
 
 
-@_route("GET", "/sources")
-def _list_sources(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        items = [emu._render_source(s, caller) for s in emu.sources.values()]
-    page, pagination = paginate(items, dict(req.query))
-    return 200, {"sources": page, "pagination": pagination}
+@dataclass(frozen=True)
+class _Collection:
+    """One kind of stored object, and what the shared list/get/update/delete handlers need."""
+
+    what: str  # its name in 404 messages
+    path: str  # the collection's path template; an object is at f"{path}/{{{param}}}"
+    param: str  # the path parameter holding an object's id
+    one: str  # the response key of one object
+    many: str  # the response key of a list
+    objects: Callable[[SegmentEmulator], dict[str, JsonObject]]
+    render: Callable[[PublicCall, JsonObject], JsonObject]
+    # Sources own destinations, destinations own subscriptions: (owner, field naming it).
+    # A path naming the owner scopes the objects to it; deleting an owner deletes what it owns.
+    owner: tuple[_Collection, str] | None
+    patch_fields: tuple[str, ...]  # taken as given by PATCH (`settings` always merges)
+    patch_envelope: str | None  # the key the PATCH body wraps its fields in, if any
+    # After the merge, before storing: raise to refuse, or adjust `updated`.
+    check_patch: Callable[[PublicCall, JsonObject, JsonObject, JsonObject], None]
 
 
-@_route("POST", "/sources")
-def _create_source(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
+def _check_source_patch(
+    call: PublicCall, current: JsonObject, patch: JsonObject, updated: JsonObject
+) -> None:
+    if "slug" in patch:
+        call.emu._check_slug(patch["slug"], except_id=current["id"])
+
+
+def _check_destination_patch(
+    call: PublicCall, current: JsonObject, patch: JsonObject, updated: JsonObject
+) -> None:
+    if "name" in patch and not patch["name"]:
+        updated["name"] = DESTINATION_METADATA[current["metadataId"]]["name"]
+    if "settings" in patch:
+        # The patch itself, not the merge: a `null` for an unknown key is refused too.
+        call.emu._check_destination_settings(current["metadataId"], patch["settings"] or {})
+
+
+def _check_subscription_patch(
+    call: PublicCall, current: JsonObject, patch: JsonObject, updated: JsonObject
+) -> None:
+    call.emu._check_subscription(updated["actionId"], updated["trigger"], updated["settings"])
+    updated["updatedAt"] = utc_now_iso()
+
+
+SOURCES = _Collection(
+    what="source",
+    path="/sources",
+    param="sourceId",
+    one="source",
+    many="sources",
+    objects=lambda emu: emu.sources,
+    render=lambda call, source: call.emu._render_source(source, call.caller),
+    owner=None,
+    patch_fields=("name", "enabled", "slug"),
+    patch_envelope=None,
+    check_patch=_check_source_patch,
+)
+DESTINATIONS = _Collection(
+    what="destination",
+    path="/destinations",
+    param="destinationId",
+    one="destination",
+    many="destinations",
+    objects=lambda emu: emu.destinations,
+    render=lambda call, destination: call.emu._render_destination(destination),
+    owner=(SOURCES, "sourceId"),
+    patch_fields=("name", "enabled"),
+    patch_envelope=None,
+    check_patch=_check_destination_patch,
+)
+SUBSCRIPTIONS = _Collection(
+    what="subscription",
+    path="/destinations/{destinationId}/subscriptions",
+    param="id",
+    one="subscription",
+    many="subscriptions",
+    objects=lambda emu: emu.subscriptions,
+    render=lambda call, subscription: call.emu._render_subscription(subscription),
+    owner=(DESTINATIONS, "destinationId"),
+    patch_fields=("name", "trigger", "enabled"),
+    patch_envelope="input",
+    check_patch=_check_subscription_patch,
+)
+COLLECTIONS = (SOURCES, DESTINATIONS, SUBSCRIPTIONS)
+
+
+def _owner_scope(call: PublicCall, kind: _Collection) -> tuple[str, str] | None:
+    """(field, owner id) when the path names the owner, which must exist; None otherwise."""
+    if kind.owner is None or kind.owner[0].param not in call.params:
+        return None
+    owner, field = kind.owner
+    _find(call, owner)
+    return field, call.params[owner.param]
+
+
+def _find(call: PublicCall, kind: _Collection) -> JsonObject:
+    """The object the path names (lock held), or 404."""
+    ident = call.params[kind.param]
+    scope = _owner_scope(call, kind)
+    found = kind.objects(call.emu).get(ident)
+    if found is None or (scope is not None and found[scope[0]] != scope[1]):
+        raise not_found(kind.what, ident)
+    return found
+
+
+def _delete_with_owned(emu: SegmentEmulator, kind: _Collection, ident: str) -> None:
+    del kind.objects(emu)[ident]
+    for owned in COLLECTIONS:
+        if owned.owner is not None and owned.owner[0] is kind:
+            field = owned.owner[1]
+            for owned_id in [i for i, o in owned.objects(emu).items() if o[field] == ident]:
+                _delete_with_owned(emu, owned, owned_id)
+
+
+def _list_handler(kind: _Collection) -> Callable[[PublicCall], HandlerResult]:
+    def list_objects(call: PublicCall) -> HandlerResult:
+        with call.emu.lock:
+            scope = _owner_scope(call, kind)
+            items = [
+                kind.render(call, found)
+                for found in kind.objects(call.emu).values()
+                if scope is None or found[scope[0]] == scope[1]
+            ]
+        page, pagination = paginate(items, dict(call.request.query))
+        return 200, {kind.many: page, "pagination": pagination}
+
+    return list_objects
+
+
+def _get_handler(kind: _Collection) -> Callable[[PublicCall], HandlerResult]:
+    def get_object(call: PublicCall) -> HandlerResult:
+        with call.emu.lock:
+            return 200, {kind.one: kind.render(call, _find(call, kind))}
+
+    return get_object
+
+
+def _update_handler(kind: _Collection) -> Callable[[PublicCall], HandlerResult]:
+    def update_object(call: PublicCall) -> HandlerResult:
+        patch = call.body[kind.patch_envelope] if kind.patch_envelope else call.body or {}
+        with call.emu.lock:
+            current = _find(call, kind)
+            updated = dict(current)
+            for key in kind.patch_fields:
+                if key in patch:
+                    updated[key] = patch[key]
+            if "settings" in patch:
+                updated["settings"] = merge_settings(current["settings"], patch["settings"] or {})
+            kind.check_patch(call, current, patch, updated)
+            kind.objects(call.emu)[current["id"]] = updated
+            return 200, {kind.one: kind.render(call, updated)}
+
+    return update_object
+
+
+def _delete_handler(kind: _Collection) -> Callable[[PublicCall], HandlerResult]:
+    def delete_object(call: PublicCall) -> HandlerResult:
+        with call.emu.lock:
+            _delete_with_owned(call.emu, kind, _find(call, kind)["id"])
+        return 200, {"status": "SUCCESS"}
+
+    return delete_object
+
+
+def _catalog_handler(
+    table: Mapping[str, JsonObject], what: str, param: str, key: str
+) -> Callable[[PublicCall], HandlerResult]:
+    def catalog_entry(call: PublicCall) -> HandlerResult:
+        metadata = table.get(call.params[param])
+        if metadata is None:
+            raise not_found(what, call.params[param])
+        return 200, {key: metadata}
+
+    return catalog_entry
+
+
+def _create_source(call: PublicCall) -> HandlerResult:
+    body, emu = call.body, call.emu
     with emu.lock:
         if body["metadataId"] not in SOURCE_METADATA:
             raise validation_failure(
@@ -873,50 +1020,7 @@ def _create_source(
             "createdAt": utc_now_iso(),
         }
         emu.sources[source["id"]] = source
-        return 200, {"source": emu._render_source(source, caller)}
-
-
-@_route("GET", "/sources/{sourceId}")
-def _get_source(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        return 200, {"source": emu._render_source(emu._source(p["sourceId"]), caller)}
-
-
-@_route("PATCH", "/sources/{sourceId}")
-def _update_source(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    patch = body or {}
-    with emu.lock:
-        source = emu._source(p["sourceId"])
-        if "slug" in patch:
-            emu._check_slug(patch["slug"], except_id=source["id"])
-        updated = dict(source)
-        for key in ("name", "enabled", "slug"):
-            if key in patch:
-                updated[key] = patch[key]
-        if "settings" in patch:
-            updated["settings"] = merge_settings(source["settings"], patch["settings"] or {})
-        emu.sources[source["id"]] = updated
-        return 200, {"source": emu._render_source(updated, caller)}
-
-
-@_route("DELETE", "/sources/{sourceId}")
-def _delete_source(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        source = emu._source(p["sourceId"])
-        del emu.sources[source["id"]]
-        for destination in [d for d in emu.destinations.values() if d["sourceId"] == source["id"]]:
-            del emu.destinations[destination["id"]]
-            for sid in [
-                s for s, v in emu.subscriptions.items() if v["destinationId"] == destination["id"]
-            ]:
-                del emu.subscriptions[sid]
-    return 200, {"status": "SUCCESS"}
+        return 200, {"source": emu._render_source(source, call.caller)}
 
 
 def _require_source_admin(caller: Caller) -> None:
@@ -928,60 +1032,28 @@ def _require_source_admin(caller: Caller) -> None:
         )
 
 
-@_route("POST", "/sources/{sourceId}/writekey", spec=False)
-def _add_write_key(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    _require_source_admin(caller)
-    with emu.lock:
-        source = emu._source(p["sourceId"])
-        key = emu.ids.token(32)
+def _add_write_key(call: PublicCall) -> HandlerResult:
+    _require_source_admin(call.caller)
+    with call.emu.lock:
+        source = _find(call, SOURCES)
+        key = call.emu.ids.token(32)
         source["writeKeys"] = [*source["writeKeys"], key]
-        return 200, {"writeKey": key, "source": emu._render_source(source, caller)}
+        return 200, {"writeKey": key, "source": call.emu._render_source(source, call.caller)}
 
 
-@_route("DELETE", "/sources/{sourceId}/writekey/{writeKey}", spec=False)
-def _remove_write_key(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    _require_source_admin(caller)
-    with emu.lock:
-        source = emu._source(p["sourceId"])
-        if p["writeKey"] not in source["writeKeys"]:
+def _remove_write_key(call: PublicCall) -> HandlerResult:
+    _require_source_admin(call.caller)
+    write_key = call.params["writeKey"]
+    with call.emu.lock:
+        source = _find(call, SOURCES)
+        if write_key not in source["writeKeys"]:
             raise not_found("write key of source", source["id"])
-        source["writeKeys"] = [k for k in source["writeKeys"] if k != p["writeKey"]]
+        source["writeKeys"] = [k for k in source["writeKeys"] if k != write_key]
     return 200, {"status": "SUCCESS"}
 
 
-@_route("GET", "/sources/{sourceId}/connected-destinations")
-def _connected_destinations(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        emu._source(p["sourceId"])
-        items = [
-            emu._render_destination(d)
-            for d in emu.destinations.values()
-            if d["sourceId"] == p["sourceId"]
-        ]
-    page, pagination = paginate(items, dict(req.query))
-    return 200, {"destinations": page, "pagination": pagination}
-
-
-@_route("GET", "/destinations")
-def _list_destinations(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        items = [emu._render_destination(d) for d in emu.destinations.values()]
-    page, pagination = paginate(items, dict(req.query))
-    return 200, {"destinations": page, "pagination": pagination}
-
-
-@_route("POST", "/destinations")
-def _create_destination(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
+def _create_destination(call: PublicCall) -> HandlerResult:
+    body, emu = call.body, call.emu
     with emu.lock:
         metadata_id = body["metadataId"]
         if metadata_id not in DESTINATION_METADATA:
@@ -1005,70 +1077,10 @@ def _create_destination(
         return 200, {"destination": emu._render_destination(destination)}
 
 
-@_route("GET", "/destinations/{destinationId}")
-def _get_destination(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
+def _create_subscription(call: PublicCall) -> HandlerResult:
+    body, emu = call.body, call.emu
     with emu.lock:
-        return 200, {"destination": emu._render_destination(emu._destination(p["destinationId"]))}
-
-
-@_route("PATCH", "/destinations/{destinationId}")
-def _update_destination(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    patch = body or {}
-    with emu.lock:
-        destination = emu._destination(p["destinationId"])
-        updated = dict(destination)
-        if "name" in patch:
-            updated["name"] = (
-                patch["name"] or DESTINATION_METADATA[destination["metadataId"]]["name"]
-            )
-        if "enabled" in patch:
-            updated["enabled"] = patch["enabled"]
-        if "settings" in patch:
-            emu._check_destination_settings(destination["metadataId"], patch["settings"] or {})
-            updated["settings"] = merge_settings(destination["settings"], patch["settings"] or {})
-        emu.destinations[destination["id"]] = updated
-        return 200, {"destination": emu._render_destination(updated)}
-
-
-@_route("DELETE", "/destinations/{destinationId}")
-def _delete_destination(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        destination = emu._destination(p["destinationId"])
-        del emu.destinations[destination["id"]]
-        for sid in [
-            s for s, v in emu.subscriptions.items() if v["destinationId"] == destination["id"]
-        ]:
-            del emu.subscriptions[sid]
-    return 200, {"status": "SUCCESS"}
-
-
-@_route("GET", "/destinations/{destinationId}/subscriptions")
-def _list_subscriptions(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        emu._destination(p["destinationId"])
-        items = [
-            emu._render_subscription(s)
-            for s in emu.subscriptions.values()
-            if s["destinationId"] == p["destinationId"]
-        ]
-    page, pagination = paginate(items, dict(req.query))
-    return 200, {"subscriptions": page, "pagination": pagination}
-
-
-@_route("POST", "/destinations/{destinationId}/subscriptions")
-def _create_subscription(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        destination = emu._destination(p["destinationId"])
+        destination = _find(call, DESTINATIONS)
         if destination["metadataId"] != WEBHOOKS_ACTIONS_DESTINATION_ID:
             raise validation_failure("this destination has no actions", "actionId")
         settings = {k: v for k, v in (body.get("settings") or {}).items() if v is not None}
@@ -1087,65 +1099,54 @@ def _create_subscription(
             "updatedAt": now,
         }
         emu.subscriptions[subscription["id"]] = subscription
+        # Create answers under its own key, unlike get and update (the spec says so).
         return 200, {"destinationSubscription": emu._render_subscription(subscription)}
 
 
-@_route("GET", "/destinations/{destinationId}/subscriptions/{id}")
-def _get_subscription(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        subscription = emu._subscription(p["destinationId"], p["id"])
-        return 200, {"subscription": emu._render_subscription(subscription)}
+def _register_routes() -> None:
+    for kind in COLLECTIONS:
+        item = f"{kind.path}/{{{kind.param}}}"
+        _ROUTES.add("GET", kind.path, Operation(_list_handler(kind)))
+        _ROUTES.add("GET", item, Operation(_get_handler(kind)))
+        _ROUTES.add("PATCH", item, Operation(_update_handler(kind)))
+        _ROUTES.add("DELETE", item, Operation(_delete_handler(kind)))
+    _ROUTES.add("POST", SOURCES.path, Operation(_create_source))
+    _ROUTES.add("POST", DESTINATIONS.path, Operation(_create_destination))
+    _ROUTES.add("POST", SUBSCRIPTIONS.path, Operation(_create_subscription))
+    # A source's destinations: the destinations list, scoped by the owner the path names.
+    _ROUTES.add(
+        "GET", "/sources/{sourceId}/connected-destinations", Operation(_list_handler(DESTINATIONS))
+    )
+    _ROUTES.add("POST", "/sources/{sourceId}/writekey", Operation(_add_write_key, in_spec=False))
+    _ROUTES.add(
+        "DELETE",
+        "/sources/{sourceId}/writekey/{writeKey}",
+        Operation(_remove_write_key, in_spec=False),
+    )
+    _ROUTES.add(
+        "GET",
+        "/catalog/sources/{sourceMetadataId}",
+        Operation(
+            _catalog_handler(
+                SOURCE_METADATA, "source catalog entry", "sourceMetadataId", "sourceMetadata"
+            )
+        ),
+    )
+    _ROUTES.add(
+        "GET",
+        "/catalog/destinations/{destinationMetadataId}",
+        Operation(
+            _catalog_handler(
+                DESTINATION_METADATA,
+                "destination catalog entry",
+                "destinationMetadataId",
+                "destinationMetadata",
+            )
+        ),
+    )
 
 
-@_route("PATCH", "/destinations/{destinationId}/subscriptions/{id}")
-def _update_subscription(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    patch = body["input"]
-    with emu.lock:
-        subscription = emu._subscription(p["destinationId"], p["id"])
-        updated = dict(subscription)
-        for key in ("name", "trigger", "enabled"):
-            if key in patch:
-                updated[key] = patch[key]
-        if "settings" in patch:
-            updated["settings"] = merge_settings(subscription["settings"], patch["settings"] or {})
-        emu._check_subscription(updated["actionId"], updated["trigger"], updated["settings"])
-        updated["updatedAt"] = utc_now_iso()
-        emu.subscriptions[subscription["id"]] = updated
-        return 200, {"subscription": emu._render_subscription(updated)}
-
-
-@_route("DELETE", "/destinations/{destinationId}/subscriptions/{id}")
-def _delete_subscription(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        subscription = emu._subscription(p["destinationId"], p["id"])
-        del emu.subscriptions[subscription["id"]]
-    return 200, {"status": "SUCCESS"}
-
-
-@_route("GET", "/catalog/sources/{sourceMetadataId}")
-def _source_catalog(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    metadata = SOURCE_METADATA.get(p["sourceMetadataId"])
-    if metadata is None:
-        raise not_found("source catalog entry", p["sourceMetadataId"])
-    return 200, {"sourceMetadata": metadata}
-
-
-@_route("GET", "/catalog/destinations/{destinationMetadataId}")
-def _destination_catalog(
-    emu: SegmentEmulator, req: HttpRequest, caller: Caller, p: dict[str, str], body: Any
-) -> HandlerResult:
-    metadata = DESTINATION_METADATA.get(p["destinationMetadataId"])
-    if metadata is None:
-        raise not_found("destination catalog entry", p["destinationMetadataId"])
-    return 200, {"destinationMetadata": metadata}
+_register_routes()
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -1155,18 +1156,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox segment", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--seed", type=int, default=0, help="seed of generated ids and keys")
+    add_server_arguments(parser, seeded="ids and keys")
     parser.add_argument("--token", action="append", default=[], help="extra source-admin token")
     parser.add_argument(
         "--token-noadmin", action="append", default=[], help="extra token without source admin"
     )
     parser.add_argument("--batch-window", type=float, default=0.5, help="seconds a batch collects")
     parser.add_argument("--rate-limit", type=int, default=1000, help="Public API calls/s per token")
-    parser.add_argument("--delivery-attempts", type=int, default=5)
-    parser.add_argument("--delivery-backoff", type=float, default=0.2, help="first retry delay, s")
-    parser.add_argument("--delivery-timeout", type=float, default=10.0)
+    add_delivery_arguments(parser)
     parser.add_argument("--spec", default=None, help="path of the Segment OpenAPI spec")
     return parser
 
@@ -1183,8 +1180,6 @@ def main(argv: list[str]) -> int:
         batch_window_s=args.batch_window,
         rate_limit_per_s=args.rate_limit,
         spec_path=args.spec,
-        delivery_attempts=args.delivery_attempts,
-        delivery_backoff_s=args.delivery_backoff,
-        delivery_timeout_s=args.delivery_timeout,
+        **delivery_options(args),
     )
     return emulator.serve_until_interrupted()

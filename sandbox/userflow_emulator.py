@@ -49,19 +49,25 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 from sandbox.emu_http import (
     ApiError,
+    DeliveryOptions,
     Emulator,
     Fault,
     HttpRequest,
     HttpResponse,
     JsonObject,
+    NoRoute,
     OutboundRequest,
+    Route,
+    Router,
+    add_delivery_arguments,
+    add_server_arguments,
     compact_json,
+    delivery_options,
     json_response,
     utc_now_iso,
 )
@@ -106,24 +112,22 @@ def _object_id(value: Any, field: str) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    handler: Callable[[UserflowEmulator, HttpRequest, dict[str, str], Any], tuple[int, Any]]
+def _existing(objects: Mapping[str, JsonObject], what: str, ident: str) -> JsonObject:
+    """The stored object, or the API's 404 naming what was looked for."""
+    found = objects.get(ident)
+    if found is None:
+        raise error(404, "not_found", f"{what} {ident!r} not found")
+    return found
 
 
-_ROUTES: list[Route] = []
+def _deleted(object_type: str, ident: str) -> JsonObject:
+    return {"id": ident, "object": object_type, "deleted": True}
 
 
-def _route(method: str, template: str) -> Callable[[Any], Any]:
-    pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
-
-    def register(function: Any) -> Any:
-        _ROUTES.append(Route(method, pattern, function))
-        return function
-
-    return register
+HandlerResult = tuple[int, Any]
+RestHandler = Callable[["UserflowEmulator", HttpRequest, dict[str, str], Any], HandlerResult]
+_ROUTES: Router[RestHandler] = Router()
+_route = _ROUTES.route
 
 
 class UserflowEmulator(Emulator):
@@ -136,18 +140,9 @@ class UserflowEmulator(Emulator):
         *,
         seed: int | None = 0,
         api_keys: list[str] | None = None,
-        delivery_attempts: int = 5,
-        delivery_backoff_s: float = 0.2,
-        delivery_timeout_s: float = 10.0,
+        **delivery: Unpack[DeliveryOptions],
     ) -> None:
-        super().__init__(
-            host,
-            port,
-            seed=seed,
-            delivery_attempts=delivery_attempts,
-            delivery_backoff_s=delivery_backoff_s,
-            delivery_timeout_s=delivery_timeout_s,
-        )
+        super().__init__(host, port, seed=seed, **delivery)
         self.api_keys = {SANDBOX_API_KEY, *(api_keys or [])}
         self.reset_state()
 
@@ -217,18 +212,13 @@ class UserflowEmulator(Emulator):
     # -- request plumbing ----------------------------------------------------------------------
 
     @staticmethod
-    def _match(request: HttpRequest) -> tuple[Route, dict[str, str]]:
-        known = False
-        for route in _ROUTES:
-            match = route.pattern.match(request.path)
-            if match is None:
-                continue
-            known = True
-            if route.method == request.method:
-                return route, match.groupdict()
-        if known:
-            raise error(405, "method_not_allowed", f"{request.method} {request.path}")
-        raise error(404, "not_found", f"no such endpoint {request.path}")
+    def _match(request: HttpRequest) -> tuple[Route[RestHandler], dict[str, str]]:
+        try:
+            return _ROUTES.match(request)
+        except NoRoute as missing:
+            if missing.path_known:
+                raise error(405, "method_not_allowed", f"{request.method} {request.path}") from None
+            raise error(404, "not_found", f"no such endpoint {request.path}") from None
 
     def _authenticate(self, request: HttpRequest) -> None:
         scheme, _, key = request.header("Authorization").partition(" ")
@@ -459,8 +449,6 @@ class UserflowEmulator(Emulator):
 
 # -- REST handlers --------------------------------------------------------------------------------
 
-HandlerResult = tuple[int, Any]
-
 
 @_route("POST", "/users")
 def _upsert_user(
@@ -554,10 +542,7 @@ def _get_user(
     emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
 ) -> HandlerResult:
     with emu.lock:
-        user = emu.users.get(p["user_id"])
-        if user is None:
-            raise error(404, "not_found", f"user {p['user_id']!r} not found")
-        return 200, emu._render_user(user)
+        return 200, emu._render_user(_existing(emu.users, "user", p["user_id"]))
 
 
 @_route("DELETE", "/users/{user_id}")
@@ -565,12 +550,12 @@ def _delete_user(
     emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
 ) -> HandlerResult:
     with emu.lock:
-        if emu.users.pop(p["user_id"], None) is None:
-            raise error(404, "not_found", f"user {p['user_id']!r} not found")
+        _existing(emu.users, "user", p["user_id"])
+        del emu.users[p["user_id"]]
         for key in [k for k in emu.memberships if k[0] == p["user_id"]]:
             del emu.memberships[key]
         emu.events = [e for e in emu.events if e["user_id"] != p["user_id"]]
-    return 200, {"id": p["user_id"], "object": "user", "deleted": True}
+    return 200, _deleted("user", p["user_id"])
 
 
 @_route("POST", "/groups")
@@ -600,10 +585,7 @@ def _get_group(
     emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
 ) -> HandlerResult:
     with emu.lock:
-        group = emu.groups.get(p["group_id"])
-        if group is None:
-            raise error(404, "not_found", f"group {p['group_id']!r} not found")
-        return 200, json.loads(json.dumps(group))
+        return 200, json.loads(json.dumps(_existing(emu.groups, "group", p["group_id"])))
 
 
 @_route("DELETE", "/groups/{group_id}")
@@ -611,11 +593,11 @@ def _delete_group(
     emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
 ) -> HandlerResult:
     with emu.lock:
-        if emu.groups.pop(p["group_id"], None) is None:
-            raise error(404, "not_found", f"group {p['group_id']!r} not found")
+        _existing(emu.groups, "group", p["group_id"])
+        del emu.groups[p["group_id"]]
         for key in [k for k in emu.memberships if k[1] == p["group_id"]]:
             del emu.memberships[key]
-    return 200, {"id": p["group_id"], "object": "group", "deleted": True}
+    return 200, _deleted("group", p["group_id"])
 
 
 @_route("POST", "/events")
@@ -703,10 +685,7 @@ def _list_subscriptions(
 
 
 def _subscription(emu: UserflowEmulator, subscription_id: str) -> JsonObject:
-    subscription = emu.subscriptions.get(subscription_id)
-    if subscription is None:
-        raise error(404, "not_found", f"webhook subscription {subscription_id!r} not found")
-    return subscription
+    return _existing(emu.subscriptions, "webhook subscription", subscription_id)
 
 
 @_route("GET", "/webhook_subscriptions/{subscription_id}")
@@ -740,7 +719,7 @@ def _delete_subscription(
     with emu.lock:
         _subscription(emu, p["subscription_id"])
         del emu.subscriptions[p["subscription_id"]]
-    return 200, {"id": p["subscription_id"], "object": "webhook_subscription", "deleted": True}
+    return 200, _deleted("webhook_subscription", p["subscription_id"])
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -750,25 +729,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox userflow", description="Userflow emulator: REST API and webhooks"
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--seed", type=int, default=0, help="seed of generated ids and secrets")
+    add_server_arguments(parser, seeded="ids and secrets")
     parser.add_argument("--api-key", action="append", default=[], help="extra accepted API key")
-    parser.add_argument("--delivery-attempts", type=int, default=5)
-    parser.add_argument("--delivery-backoff", type=float, default=0.2, help="first retry delay, s")
-    parser.add_argument("--delivery-timeout", type=float, default=10.0)
+    add_delivery_arguments(parser)
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     emulator = UserflowEmulator(
-        args.host,
-        args.port,
-        seed=args.seed,
-        api_keys=args.api_key,
-        delivery_attempts=args.delivery_attempts,
-        delivery_backoff_s=args.delivery_backoff,
-        delivery_timeout_s=args.delivery_timeout,
+        args.host, args.port, seed=args.seed, api_keys=args.api_key, **delivery_options(args)
     )
     return emulator.serve_until_interrupted()
