@@ -21,8 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
+import pulumi
 import requests
-from pulumi.dynamic import Config, ConfigureRequest, ResourceProvider
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    Config,
+    ConfigureRequest,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+)
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_SENTINEL
 
@@ -354,8 +363,7 @@ class ApiClient:
 
 # -- provider plumbing ------------------------------------------------------------------------
 
-SettingsT = TypeVar("SettingsT")
-ClientT = TypeVar("ClientT")
+ClientT = TypeVar("ClientT", bound=ApiClient)
 
 
 def unknown() -> Any:
@@ -374,7 +382,7 @@ def is_unknown(value: Any) -> bool:
     return False
 
 
-class ConfiguredProvider(ResourceProvider, Generic[SettingsT, ClientT]):
+class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
     """A dynamic provider whose credentials come from stack config through ``configure()``.
 
     Pulumi 3.260 (``pulumi/dynamic/__main__.py``) unpickles the provider, then calls
@@ -382,12 +390,17 @@ class ConfiguredProvider(ResourceProvider, Generic[SettingsT, ClientT]):
     passes dynamic providers every stack config key with its namespace and secrets decrypted.
     So the token lives only in the provider process's memory: ``__getstate__`` keeps just the
     retry policy, and the pickled provider in the state holds no token, session or socket.
+
+    Subclasses name the API they call (``client_type``) and, for the read-404-is-gone lifecycle,
+    implement ``read_state``.
     """
+
+    client_type: type[ClientT]
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         super().__init__()
         self._policy = policy
-        self._settings: SettingsT | None = None
+        self._settings: ApiSettings | None = None
         self._client: ClientT | None = None
         self._lock = threading.Lock()
 
@@ -399,17 +412,8 @@ class ConfiguredProvider(ResourceProvider, Generic[SettingsT, ClientT]):
 
     def configure(self, req: ConfigureRequest) -> None:
         with self._lock:
-            self._settings = self.settings_from_config(req.config)
+            self._settings = self.client_type.settings_type.from_config(req.config)
             self._client = None
-
-    def settings_from_config(self, config: Config) -> SettingsT:
-        raise NotImplementedError
-
-    def build_client(self, settings: SettingsT) -> ClientT:
-        raise NotImplementedError
-
-    def settings_problems(self, settings: SettingsT) -> list[str]:
-        raise NotImplementedError
 
     def config_problems(self) -> list[str]:
         """What is wrong with the stack config, for check() to report before any call."""
@@ -418,7 +422,7 @@ class ConfiguredProvider(ResourceProvider, Generic[SettingsT, ClientT]):
                 "the provider was not configured with the stack config "
                 "(needs Pulumi >= 3.136, where dynamic providers receive configure())"
             ]
-        return self.settings_problems(self._settings)
+        return self._settings.problems()
 
     def client(self) -> ClientT:
         """The API client, built on first use (never at import or pickling time)."""
@@ -428,8 +432,48 @@ class ConfiguredProvider(ResourceProvider, Generic[SettingsT, ClientT]):
                 if problems:
                     raise ValueError("; ".join(problems))
                 assert self._settings is not None
-                self._client = self.build_client(self._settings)
+                self._client = self.client_type(self._settings, policy=self._policy)
             return self._client
+
+    def checked(self, inputs: dict[str, Any], failures: list[tuple[str, str]]) -> CheckResult:
+        """check()'s answer: the inputs with their problems, then the stack config's problems."""
+        found = [CheckFailure(prop, reason) for prop, reason in failures]
+        found.extend(CheckFailure("config", problem) for problem in self.config_problems())
+        return CheckResult(inputs, found)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """The object as the API has it now; a 404 means it is gone (Pulumi drops it)."""
+        try:
+            return ReadResult(id_, self.read_state(id_, props))
+        except NotFoundError:
+            return ReadResult("", {})
+
+    def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
+        """The outputs for ``id_``, read from the API; raises NotFoundError when it is gone."""
+        raise NotImplementedError
+
+
+class OwnedResource(Resource):
+    """A dynamic resource the stack owns: its outputs start unset, and some of them are secret.
+
+    Subclasses give the ``module=``/``name=`` of their type token as before; this class only
+    builds the props and the options, so each resource's ``__init__`` is one call.
+    """
+
+    def __init__(
+        self,
+        provider: ResourceProvider,
+        resource_name: str,
+        inputs: Mapping[str, Any],
+        outputs: tuple[str, ...],
+        secret_outputs: list[str],
+        opts: pulumi.ResourceOptions | None,
+    ) -> None:
+        props: dict[str, Any] = {**inputs, **dict.fromkeys(outputs)}
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=secret_outputs)
+        super().__init__(
+            provider, resource_name, props, pulumi.ResourceOptions.merge(opts, secret_opts)
+        )
 
 
 def diff_managed(

@@ -16,20 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    Config,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckResult, CreateResult, DiffResult, UpdateResult
 
 from components.api_http import (
     ConfiguredProvider,
     NotFoundError,
+    OwnedResource,
     check_base_url,
     diff_managed,
     is_unknown,
@@ -40,7 +32,6 @@ from components.segment_api import (
     WEBHOOKS_ACTIONS_METADATA_ID,
     WEBHOOKS_SEND_ACTION_ID,
     SegmentClient,
-    SegmentSettings,
     is_masked,
 )
 
@@ -303,23 +294,14 @@ def validate_destination_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, st
 # -- provider --------------------------------------------------------------------------------
 
 
-class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentSettings, SegmentClient]):
+class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
     """CRUD of the Webhooks (Actions) destination and its Send subscription."""
 
-    def settings_from_config(self, config: Config) -> SegmentSettings:
-        return SegmentSettings.from_config(config)
-
-    def settings_problems(self, settings: SegmentSettings) -> list[str]:
-        return settings.problems()
-
-    def build_client(self, settings: SegmentSettings) -> SegmentClient:
-        return SegmentClient(settings, policy=self._policy)
+    client_type = SegmentClient
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = with_destination_defaults(news)
-        failures = [CheckFailure(p, r) for p, r in validate_destination_inputs(inputs)]
-        failures.extend(CheckFailure("config", problem) for problem in self.config_problems())
-        return CheckResult(inputs, failures)
+        return self.checked(inputs, validate_destination_inputs(inputs))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces, updates = diff_managed(
@@ -393,12 +375,9 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentSettings, Segm
             )
         return client.create_subscription(destination_id, create_subscription_body(inputs))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
         client = self.client()
-        try:
-            destination = client.get_destination(id_)
-        except NotFoundError:
-            return ReadResult("", {})
+        destination = client.get_destination(id_)
         subscription: dict[str, Any] | None = None
         subscription_id = props.get("subscription_id")
         if subscription_id:
@@ -407,10 +386,9 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentSettings, Segm
             except NotFoundError:
                 subscription = None
         secret = observed_shared_secret(destination, props.get("shared_secret"))
-        state = destination_state(
+        return destination_state(
             destination, subscription, secret, props.get("shared_secret_rotation")
         )
-        return ReadResult(id_, state)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_destination_defaults(news)
@@ -433,7 +411,7 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentSettings, Segm
         client.delete_destination(id_)
 
 
-class SegmentWebhookDestination(Resource, module="segment", name="WebhookDestination"):
+class SegmentWebhookDestination(OwnedResource, module="segment", name="WebhookDestination"):
     """Webhooks (Actions) destination + Send subscription; ``shared_secret`` is secret."""
 
     destination_id: pulumi.Output[str]
@@ -446,14 +424,11 @@ class SegmentWebhookDestination(Resource, module="segment", name="WebhookDestina
         args: SegmentWebhookDestinationArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {
-            **destination_inputs(args),
-            **dict.fromkeys(DESTINATION_OUTPUTS),
-        }
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["shared_secret"])
         super().__init__(
             SegmentWebhookDestinationProvider(),
             resource_name,
-            props,
-            pulumi.ResourceOptions.merge(opts, secret_opts),
+            destination_inputs(args),
+            DESTINATION_OUTPUTS,
+            ["shared_secret"],
+            opts,
         )

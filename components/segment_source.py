@@ -15,30 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    Config,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckResult, CreateResult, DiffResult, Resource, UpdateResult
 
 from components.api_http import (
     ApiError,
     ConfiguredProvider,
-    NotFoundError,
+    OwnedResource,
     diff_managed,
     is_unknown,
 )
-from components.segment_api import (
-    HTTP_API_SOURCE_METADATA_ID,
-    TOKEN_KEY,
-    SegmentClient,
-    SegmentSettings,
-)
+from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, SegmentClient
 
 # Segment slugs: lowercase letters, digits, hyphens and underscores, starting with a letter or
 # digit (the app derives them from names the same way).
@@ -149,34 +135,17 @@ def no_write_key_message(slug: str) -> str:
     )
 
 
-def check_failures(pairs: list[tuple[str, str]], config_problems: list[str]) -> list[CheckFailure]:
-    failures = [CheckFailure(prop, reason) for prop, reason in pairs]
-    failures.extend(CheckFailure("config", problem) for problem in config_problems)
-    return failures
-
-
 # -- SegmentSource -------------------------------------------------------------------------
 
 
-class _SegmentProviderBase(ConfiguredProvider[SegmentSettings, SegmentClient]):
-    def settings_from_config(self, config: Config) -> SegmentSettings:
-        return SegmentSettings.from_config(config)
-
-    def settings_problems(self, settings: SegmentSettings) -> list[str]:
-        return settings.problems()
-
-    def build_client(self, settings: SegmentSettings) -> SegmentClient:
-        return SegmentClient(settings, policy=self._policy)
-
-
-class SegmentSourceProvider(_SegmentProviderBase):
+class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
     """CRUD of a Segment HTTP API source through the Public API."""
+
+    client_type = SegmentClient
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = with_source_defaults(news)
-        return CheckResult(
-            inputs, check_failures(validate_source_inputs(inputs), self.config_problems())
-        )
+        return self.checked(inputs, validate_source_inputs(inputs))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces, updates = diff_managed(
@@ -233,15 +202,12 @@ class SegmentSourceProvider(_SegmentProviderBase):
         except ApiError as exc:
             raise ValueError(f"{no_write_key_message(slug)} ({exc})") from None
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            source = self.client().get_source(id_)
-        except NotFoundError:
-            return ReadResult("", {})
+    def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
+        source = self.client().get_source(id_)
         # No key listed (deleted out of band, or the token lost Source Admin) reads as None,
         # which diff() turns into an update that mints a key or says what permission is missing.
         write_key = pick_write_key(list(source.get("writeKeys") or []), props.get("write_key"))
-        return ReadResult(id_, source_state(source, write_key))
+        return source_state(source, write_key)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_source_defaults(news)
@@ -253,7 +219,7 @@ class SegmentSourceProvider(_SegmentProviderBase):
         self.client().delete_source(id_)
 
 
-class SegmentSource(Resource, module="segment", name="Source"):
+class SegmentSource(OwnedResource, module="segment", name="Source"):
     """A Segment HTTP API source; ``write_key`` is a secret output."""
 
     source_id: pulumi.Output[str]
@@ -268,13 +234,13 @@ class SegmentSource(Resource, module="segment", name="Source"):
         args: SegmentSourceArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {**source_inputs(args), **dict.fromkeys(SOURCE_OUTPUTS)}
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["write_key"])
         super().__init__(
             SegmentSourceProvider(),
             resource_name,
-            props,
-            pulumi.ResourceOptions.merge(opts, secret_opts),
+            source_inputs(args),
+            SOURCE_OUTPUTS,
+            ["write_key"],
+            opts,
         )
 
 
@@ -285,15 +251,17 @@ def lookup_state(source: Mapping[str, Any]) -> dict[str, Any]:
     return {"slug": source["slug"], "source_id": source["id"]}
 
 
-class SegmentSourceLookupProvider(_SegmentProviderBase):
+class SegmentSourceLookupProvider(ConfiguredProvider[SegmentClient]):
     """Finds an existing source by slug; it never changes or deletes that source."""
+
+    client_type = SegmentClient
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         pairs: list[tuple[str, str]] = []
         problem = slug_problem(news.get("slug"))
         if problem:
             pairs.append(("slug", problem))
-        return CheckResult(dict(news), check_failures(pairs, self.config_problems()))
+        return self.checked(dict(news), pairs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces, _ = diff_managed(olds, news, ("slug",), ())
@@ -309,12 +277,8 @@ class SegmentSourceLookupProvider(_SegmentProviderBase):
             )
         return CreateResult(source["id"], lookup_state(source))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            source = self.client().get_source(id_)
-        except NotFoundError:
-            return ReadResult("", {})
-        return ReadResult(id_, lookup_state(source))
+    def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
+        return lookup_state(self.client().get_source(id_))
 
     def update(self, _id: str, olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(dict(olds))

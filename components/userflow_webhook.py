@@ -15,30 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    Config,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckResult, CreateResult, DiffResult, UpdateResult
 
 from components.api_http import (
     ConfiguredProvider,
-    NotFoundError,
+    OwnedResource,
     check_base_url,
     diff_managed,
     is_unknown,
     unknown,
 )
-from components.userflow_api import (
-    API_VERSION,
-    UserflowClient,
-    UserflowSettings,
-)
+from components.userflow_api import API_VERSION, UserflowClient
 
 BRIDGE_PATH = "/userflow"
 # Userflow-generated events the bridge forwards to Segment (NOTES §5 built-in names).
@@ -172,23 +159,14 @@ def validate_webhook_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
 # -- provider --------------------------------------------------------------------------------
 
 
-class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowSettings, UserflowClient]):
+class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowClient]):
     """CRUD of a Userflow webhook subscription."""
 
-    def settings_from_config(self, config: Config) -> UserflowSettings:
-        return UserflowSettings.from_config(config)
-
-    def settings_problems(self, settings: UserflowSettings) -> list[str]:
-        return settings.problems()
-
-    def build_client(self, settings: UserflowSettings) -> UserflowClient:
-        return UserflowClient(settings, policy=self._policy)
+    client_type = UserflowClient
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = with_webhook_defaults(news)
-        failures = [CheckFailure(p, r) for p, r in validate_webhook_inputs(inputs)]
-        failures.extend(CheckFailure("config", problem) for problem in self.config_problems())
-        return CheckResult(inputs, failures)
+        return self.checked(inputs, validate_webhook_inputs(inputs))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces, updates = diff_managed(
@@ -231,12 +209,9 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowSettings, U
             )
         return CreateResult(str(subscription["id"]), state)
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            subscription = self.client().get_webhook_subscription(id_)
-        except NotFoundError:
-            return ReadResult("", {})
-        return ReadResult(id_, webhook_state(subscription, props.get("secret")))
+    def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
+        subscription = self.client().get_webhook_subscription(id_)
+        return webhook_state(subscription, props.get("secret"))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_webhook_defaults(news)
@@ -247,7 +222,7 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowSettings, U
         self.client().delete_webhook_subscription(id_)
 
 
-class UserflowWebhookSubscription(Resource, module="userflow", name="WebhookSubscription"):
+class UserflowWebhookSubscription(OwnedResource, module="userflow", name="WebhookSubscription"):
     """A Userflow webhook subscription to ``<bridge>/userflow``; ``secret`` is secret."""
 
     subscription_id: pulumi.Output[str]
@@ -259,11 +234,11 @@ class UserflowWebhookSubscription(Resource, module="userflow", name="WebhookSubs
         args: UserflowWebhookSubscriptionArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {**webhook_inputs(args), **dict.fromkeys(WEBHOOK_OUTPUTS)}
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["secret"])
         super().__init__(
             UserflowWebhookSubscriptionProvider(),
             resource_name,
-            props,
-            pulumi.ResourceOptions.merge(opts, secret_opts),
+            webhook_inputs(args),
+            WEBHOOK_OUTPUTS,
+            ["secret"],
+            opts,
         )

@@ -26,7 +26,7 @@ USERFLOW_KEY = "ak_sandbox_local"
 # Fast retries: the emulators' injected 429s ask for tens of milliseconds.
 FAST_RETRIES = RetryPolicy(max_attempts=6, max_wait_s=0.2, base_backoff_s=0.01, timeout_s=5.0)
 
-P = TypeVar("P", bound=ConfiguredProvider[Any, Any])
+P = TypeVar("P", bound=ConfiguredProvider[Any])
 
 
 @dataclass

@@ -29,7 +29,7 @@ from tests.providers.conftest import (
     unpickle,
 )
 
-SegmentFactory = Callable[[], ConfiguredProvider[Any, Any]]
+SegmentFactory = Callable[[], ConfiguredProvider[Any]]
 SEGMENT_PROVIDERS: list[SegmentFactory] = [
     lambda: SegmentSourceProvider(FAST_RETRIES),
     lambda: SegmentSourceLookupProvider(FAST_RETRIES),
@@ -121,7 +121,7 @@ def test_an_unconfigured_provider_says_so_instead_of_calling_out() -> None:
 # What `serialize_provider` wrote into `__provider` for each provider before the providers shared
 # a base class (commit 59cb1e4). Stacks hold these bytes: they must keep unpickling, and today's
 # provider must pickle to the very same bytes, or every stack would show a `__provider` diff.
-STATE_PICKLES: list[tuple[type[ConfiguredProvider[Any, Any]], RetryPolicy | None, str]] = [
+STATE_PICKLES: list[tuple[type[ConfiguredProvider[Any]], RetryPolicy | None, str]] = [
     (
         SegmentSourceProvider,
         None,
@@ -152,7 +152,7 @@ STATE_PICKLES: list[tuple[type[ConfiguredProvider[Any, Any]], RetryPolicy | None
 
 @pytest.mark.parametrize(("provider_type", "policy", "serialized"), STATE_PICKLES)
 def test_providers_pickled_into_existing_state_unpickle_to_the_same_bytes(
-    provider_type: type[ConfiguredProvider[Any, Any]],
+    provider_type: type[ConfiguredProvider[Any]],
     policy: RetryPolicy | None,
     serialized: str,
 ) -> None:
