@@ -94,7 +94,7 @@ from sandbox.emu_segment_catalog import (
     WEBHOOKS_SEND_ACTION_SLUG,
     mask_secret,
 )
-from sandbox.emu_segment_spec import SegmentSpec, load_spec
+from sandbox.emu_segment_spec import SegmentSpec, SpecRequest, load_spec
 
 # Sandbox-only credentials, published in docs/ARCHITECTURE.md.
 ADMIN_TOKEN = "sandbox-segment-token"  # noqa: S105
@@ -438,10 +438,7 @@ class SegmentEmulator(Emulator):
                         f"unsupported Content-Type {content_type!r}; expected one of {accepted}",
                     )
                 )
-            headers = {k: str(v) for k, v in request.headers.items()}
-            violations = self.spec.request_violations(
-                request.method, request.path, request.query, headers, request.body, media
-            )
+            violations = self.spec.request_violations(self._spec_request(request, media))
             if violations:
                 raise ApiError(
                     error_envelope(
@@ -456,6 +453,12 @@ class SegmentEmulator(Emulator):
             return json.loads(request.body), media
         except ValueError as exc:
             raise ApiError(error_envelope(400, "BadRequest", f"invalid JSON: {exc}")) from exc
+
+    def _spec_request(self, request: HttpRequest, media: str) -> SpecRequest:
+        headers = {k: str(v) for k, v in request.headers.items()}
+        return self.spec.request(
+            request.method, request.path, request.query, headers, request.body, media
+        )
 
     def _response_media(self, request: HttpRequest, spec_path: str | None, status: int) -> str:
         if spec_path is None:
@@ -474,14 +477,8 @@ class SegmentEmulator(Emulator):
             spec_path, request.method, response.status
         ):
             return response
-        headers = {k: str(v) for k, v in request.headers.items()}
         violations = self.spec.response_violations(
-            request.method,
-            request.path,
-            request.query,
-            headers,
-            request.body,
-            media,
+            self._spec_request(request, media),
             response.status,
             response.body,
             response.content_type,

@@ -281,39 +281,42 @@ class UserflowEmulator(Emulator):
 
     # -- domain operations (lock held by callers) ------------------------------------------------
 
-    def _upsert_group(self, group_id: str, attributes: Any) -> JsonObject | None:
-        """Create or merge a group; returns the notification topic+object, None if unchanged."""
-        existing = self.groups.get(group_id)
-        now = utc_now_iso()
+    @staticmethod
+    def _upsert_record(
+        records: dict[str, JsonObject],
+        object_type: str,
+        record_id: str,
+        attributes: Any,
+        now: str,
+        changed_besides: bool = False,
+    ) -> JsonObject | None:
+        """Create or merge a user or group; the change to notify about, None if unchanged.
+
+        `changed_besides`: something outside the attributes changed (a user's memberships).
+        """
+        existing = records.get(record_id)
         if existing is None:
-            group = {
-                "id": group_id,
-                "object": "group",
+            record = {
+                "id": record_id,
+                "object": object_type,
                 "attributes": merge_attributes({}, attributes),
                 "created_at": now,
                 "updated_at": now,
             }
-            self.groups[group_id] = group
-            return _change("group.created", group)
+            records[record_id] = record
+            return _change(f"{object_type}.created", record)
         merged = merge_attributes(existing["attributes"], attributes)
-        if merged == existing["attributes"]:
+        if merged == existing["attributes"] and not changed_besides:
             return None
         existing.update(attributes=merged, updated_at=now)
-        return _change("group.updated", existing)
+        return _change(f"{object_type}.updated", existing)
+
+    def _upsert_group(self, group_id: str, attributes: Any) -> JsonObject | None:
+        return self._upsert_record(self.groups, "group", group_id, attributes, utc_now_iso())
 
     def _ensure_user(self, user_id: str) -> JsonObject | None:
-        if user_id in self.users:
-            return None
-        now = utc_now_iso()
-        user = {
-            "id": user_id,
-            "object": "user",
-            "attributes": {},
-            "created_at": now,
-            "updated_at": now,
-        }
-        self.users[user_id] = user
-        return _change("user.created", user)
+        """A user for an event: created bare if unknown, never changed if known."""
+        return self._upsert_record(self.users, "user", user_id, None, utc_now_iso())
 
     def _render_user(self, user: JsonObject) -> JsonObject:
         memberships = [
@@ -480,7 +483,6 @@ def _upsert_user(
     changes: list[JsonObject] = []
     with emu.lock:
         now = utc_now_iso()
-        existing = emu.users.get(user_id)
         membership_changed = False
         for group_id, group_attributes, membership_attributes in wanted:
             group_change = emu._upsert_group(group_id, group_attributes)
@@ -506,24 +508,12 @@ def _upsert_user(
             for key in [k for k in emu.memberships if k[0] == user_id and k[1] not in keep]:
                 del emu.memberships[key]
                 membership_changed = True
-        user: JsonObject
-        if existing is None:
-            user = {
-                "id": user_id,
-                "object": "user",
-                "attributes": merge_attributes({}, attributes),
-                "created_at": now,
-                "updated_at": now,
-            }
-            emu.users[user_id] = user
-            changes.insert(0, _change("user.created", user))
-        else:
-            user = existing
-            merged = merge_attributes(user["attributes"], attributes)
-            if merged != user["attributes"] or membership_changed:
-                user.update(attributes=merged, updated_at=now)
-                changes.insert(0, _change("user.updated", user))
-        rendered = emu._render_user(user)
+        user_change = emu._upsert_record(
+            emu.users, "user", user_id, attributes, now, changed_besides=membership_changed
+        )
+        if user_change:
+            changes.insert(0, user_change)
+        rendered = emu._render_user(emu.users[user_id])
     emu._notify(changes)
     return 200, rendered
 
