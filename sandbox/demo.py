@@ -7,12 +7,17 @@
    subscription, and the Userflow webhook subscription;
 ③ start the local bridge with the providers' secret outputs read from the stack's state (in
    memory only, handed over in the bridge's environment);
-④ the official Segment library identifies, tracks and groups N users through the app source;
+④ the official Segment library identifies, tracks and groups N users through the app source,
+   plus, by design, anonymous-only tracks the bridge must skip (no_user_id) and one track
+   named like a Userflow built-in that comes back by webhook and must be dropped (echo);
 ⑤ simulated Userflow activity (flows, checklist tasks) fires webhooks;
-⑥ wait (bounded) until everything arrived, print one table row per direction;
+⑥ wait (bounded) until everything arrived or was skipped, print one table row per direction
+   (skips with their reasons, from the bridge's /__sandbox__/stats);
 ⑦ `pulumi destroy`, check the emulators hold no sources, destinations or subscriptions.
 
-Exit 0 only if every event arrived exactly once, nothing echoed, and destroy left nothing.
+Exit 0 only if every event arrived exactly once, the bridge skipped exactly the events sent
+to be skipped (for the designed reasons) and none of them arrived anywhere, nothing echoed, and
+destroy left nothing.
 `--keep` stops before ⑦, prints the URLs and waits for Ctrl-C (then destroys and stops).
 """
 
@@ -33,6 +38,8 @@ import requests
 from sandbox.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
 from sandbox.stack_services import ServiceError, ServiceGroup, free_port
 from sandbox.stack_traffic import (
+    ECHO_EVENT,
+    SKIP_NO_USER_ID,
     DemoPlan,
     DirectionReport,
     account_segment_to_userflow,
@@ -157,19 +164,22 @@ class Observed:
 
 def wait_for(
     label: str,
-    look: Callable[[], tuple[int, int]],
+    look: Callable[[], DirectionReport],
     timeout_s: float,
     out: Printer,
 ) -> bool:
-    """Poll `look() -> (arrived, expected)` until complete or the deadline; print progress."""
+    """Poll `look()` until everything sent is accounted for (arrived, or skipped as designed)
+    or the deadline; print progress."""
     deadline = time.monotonic() + timeout_s
-    last: tuple[int, int] | None = None
+    last: tuple[int, int, int] | None = None
     while True:
-        arrived, expected = look()
-        if (arrived, expected) != last:
-            out(f"    {label}: {arrived}/{expected} arrived")
-            last = (arrived, expected)
-        if arrived >= expected:
+        report = look()
+        now = (report.accounted, report.sent, report.skipped_total)
+        if now != last:
+            out(f"    {label}: {report.accounted}/{report.sent} accounted for "
+                f"({report.arrived} arrived, {report.skipped_total} skipped)")
+            last = now
+        if report.accounted >= report.sent:
             return True
         if time.monotonic() >= deadline:
             return False
@@ -309,32 +319,35 @@ def _drive(
     out: Printer,
 ) -> list[DirectionReport]:
     calls = len(plan.calls)
+    anonymous = plan.skips_segment_to_userflow.get(SKIP_NO_USER_ID, 0)
     out(f"④ Segment → Userflow: {calls} calls ({plan.count('identify')} identify, "
         f"{plan.count('track')} track, {plan.count('group')} group) via segment-analytics-python")
+    out(f"    by design, {anonymous} of the tracks are anonymous-only (no userId): the bridge "
+        "must skip them (no_user_id)")
+    out(f"    and {plan.echoes} is named {ECHO_EVENT!r} like a Userflow built-in: Userflow sends "
+        "it back by webhook, the bridge must drop it (echo)")
     sent_at = send_segment_calls(plan.calls, secrets.app_write_key, segment_url)
 
-    def look_s2u() -> tuple[int, int]:
+    def look_s2u() -> DirectionReport:
         seen = Observed.take(segment_url, userflow_url, bridge_url)
-        report = account_segment_to_userflow(plan, sent_at, seen.userflow,
-                                             seen.userflow_requests, seen.bridge)
-        return report.arrived, report.sent
+        return account_segment_to_userflow(plan, sent_at, seen.userflow,
+                                           seen.userflow_requests, seen.bridge)
 
     if not wait_for("Segment → Userflow", look_s2u, wait_s, out):
         out("    not everything arrived in time: the table shows what is missing")
 
     out(f"⑤ Userflow → Segment: {len(plan.activities)} simulated activities "
-        f"({plan.userflow_events} Userflow events)")
+        f"({plan.userflow_events} Userflow events, plus {plan.echoes} echo from ④)")
     for activity in plan.activities:
         payload: dict[str, Any] = {"user_id": activity.user_id, "activity": activity.activity}
         if activity.group_id:
             payload["group_id"] = activity.group_id
         post_json(f"{userflow_url}/__sandbox__/simulate", payload)
 
-    def look_u2s() -> tuple[int, int]:
+    def look_u2s() -> DirectionReport:
         seen = Observed.take(segment_url, userflow_url, bridge_url)
-        report = account_userflow_to_segment(plan, seen.segment, secrets.userflow_source_id,
-                                             secrets.app_source_id, seen.bridge)
-        return report.arrived, report.sent
+        return account_userflow_to_segment(plan, seen.segment, secrets.userflow_source_id,
+                                           secrets.app_source_id, seen.bridge)
 
     if not wait_for("Userflow → Segment", look_u2s, wait_s, out):
         out("    not everything arrived in time: the table shows what is missing")
@@ -410,6 +423,7 @@ def main(argv: list[str]) -> int:
         print(f"pulumi {step}: {summary}")
     for problem in outcome.problems:
         print(f"PROBLEM {problem}")
-    verdict = "PASS: every event arrived exactly once" if outcome.ok else "FAIL"
+    verdict = ("PASS: every event arrived exactly once, every designed skip was skipped"
+               if outcome.ok else "FAIL")
     print(f"{verdict} ({time.monotonic() - started:.0f} s)")
     return 0 if outcome.ok else 1

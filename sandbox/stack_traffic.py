@@ -1,5 +1,16 @@
 """Demo traffic both ways and the exactly-once accounting of what arrived.
 
+The traffic includes, by design, events the bridge must skip, so the demo shows that it does
+and why (the reasons are the bridge's, docs/ARCHITECTURE.md):
+- `no_user_id`: anonymous-only `track` calls (a visitor before sign-up). Userflow keys
+  everything by user id, so the bridge drops them; they must not appear in Userflow at all.
+- `echo`: one app `track` named like a Userflow built-in event ("Flow Completed"). The bridge
+  writes it to Userflow as `flow_completed` marked `bridged_from: segment`; the Userflow webhook
+  subscription covers `event.tracked.flow_completed`, so it comes straight back to the bridge,
+  which must drop it instead of sending it to Segment a second time.
+(An `alias` is not sent: the destination's default trigger covers identify, track and group
+only, so Segment itself would never hand one to the bridge.)
+
 Planning and accounting are pure functions of data (a seeded plan, the emulators' state
 snapshots, the bridge's stats), so they are testable without any process; sending is the
 only I/O here and uses the official `segment-analytics-python` client, unmodified.
@@ -28,19 +39,45 @@ ACTIVITY_EVENTS: Mapping[str, tuple[str, ...]] = {
 }
 TRACK_EVENT = "Report Created"
 TRACK_EVENT_USERFLOW = "report_created"
+# Every track call carries its message id under this property, so its arrival in Userflow
+# (as an event attribute) is matched to the call without relying on names or timing.
+REF_PROPERTY = "demo_ref"
+# The traffic the bridge must skip, per run (see the module docstring).
+ANONYMOUS_TRACKS = 2
+ANONYMOUS_EVENT = "Pricing Page Viewed"
+ANONYMOUS_EVENT_USERFLOW = "pricing_page_viewed"
+ECHO_EVENT = "Flow Completed"
+ECHO_EVENT_USERFLOW = "flow_completed"
+SKIP_NO_USER_ID = "no_user_id"
+SKIP_ECHO = "echo"
+# What each skip reason means, printed under the table for the reasons that occurred.
+SKIP_REASONS: Mapping[str, str] = {
+    SKIP_NO_USER_ID: "anonymous-only call (no userId): Userflow needs a user id",
+    SKIP_ECHO: "an event the bridge itself wrote to Userflow came back by webhook",
+    "disabled": "event type turned off in the bridge's mapping",
+    "unsupported": "event type or topic the bridge does not map",
+    "invalid": "malformed event",
+}
 
 
 @dataclass(frozen=True)
 class SegmentCall:
-    """One call of the official library: identify, track or group."""
+    """One call of the official library: identify, track or group.
+
+    `skip`: the reason the bridge must skip it (it must then arrive nowhere in Userflow);
+    `echo`: it is delivered to Userflow, comes back through the Userflow webhook, and the
+    bridge must drop that as an echo (it must not arrive in Segment a second time)."""
 
     kind: str
-    user_id: str
+    user_id: str | None
     message_id: str
     traits: Mapping[str, Any] = field(default_factory=dict)
     event: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
     group_id: str | None = None
+    anonymous_id: str | None = None
+    skip: str | None = None
+    echo: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,19 +97,39 @@ class DemoPlan:
 
     @property
     def user_ids(self) -> list[str]:
-        return sorted({c.user_id for c in self.calls})
+        return sorted({c.user_id for c in self.calls if c.user_id is not None})
 
     def count(self, kind: str) -> int:
         return sum(1 for c in self.calls if c.kind == kind)
 
     @property
     def userflow_events(self) -> int:
+        """Events the simulated in-app activity records in Userflow."""
         return sum(len(ACTIVITY_EVENTS[a.activity]) for a in self.activities)
+
+    @property
+    def forwarded_calls(self) -> tuple[SegmentCall, ...]:
+        """The calls the bridge must deliver to Userflow (all but the designed skips)."""
+        return tuple(c for c in self.calls if c.skip is None)
+
+    @property
+    def echoes(self) -> int:
+        return sum(1 for c in self.calls if c.echo)
+
+    @property
+    def skips_segment_to_userflow(self) -> dict[str, int]:
+        return dict(Counter(c.skip for c in self.calls if c.skip is not None))
+
+    @property
+    def skips_userflow_to_segment(self) -> dict[str, int]:
+        return {SKIP_ECHO: self.echoes} if self.echoes else {}
 
 
 def plan_traffic(users: int, seed: int) -> DemoPlan:
     """N users, each identified, tracked once and put into one of ~N/3 groups; each user
-    then starts and completes a flow, and every other user completes a checklist task."""
+    then starts and completes a flow, and every other user completes a checklist task.
+    Plus, by design, ANONYMOUS_TRACKS anonymous-only tracks (skipped: no_user_id) and one
+    "Flow Completed" track of the first user (delivered, then dropped as an echo)."""
     if users < 1:
         raise ValueError("the demo needs at least one user")
     rng = random.Random(seed)
@@ -93,7 +150,8 @@ def plan_traffic(users: int, seed: int) -> DemoPlan:
             "track", user_id, f"{run_id}-track-{i}", event=TRACK_EVENT,
             properties={"report_id": f"{run_id}-report-{i}",
                         "report_type": rng.choice(REPORT_TYPES),
-                        "rows": rng.randint(1, 5000), "company_id": group_id},
+                        "rows": rng.randint(1, 5000), "company_id": group_id,
+                        REF_PROPERTY: f"{run_id}-track-{i}"},
         ))
         calls.append(SegmentCall(
             "group", user_id, f"{run_id}-group-{i}", group_id=group_id,
@@ -102,6 +160,18 @@ def plan_traffic(users: int, seed: int) -> DemoPlan:
         activities.append(Activity(user_id, "flow", group_id))
         if i % 2 == 0:
             activities.append(Activity(user_id, "checklist_task", group_id))
+    for k in range(ANONYMOUS_TRACKS):
+        message_id = f"{run_id}-anonymous-{k}"
+        calls.append(SegmentCall(
+            "track", None, message_id, event=ANONYMOUS_EVENT,
+            properties={"path": "/pricing", REF_PROPERTY: message_id},
+            anonymous_id=f"demo-{run_id}-visitor-{k:03d}", skip=SKIP_NO_USER_ID,
+        ))
+    echo_id = f"{run_id}-echo-0"
+    calls.append(SegmentCall(
+        "track", f"demo-{run_id}-user-000", echo_id, event=ECHO_EVENT,
+        properties={"flow": "app tour", REF_PROPERTY: echo_id}, echo=True,
+    ))
     return DemoPlan(run_id, tuple(calls), tuple(activities))
 
 
@@ -130,7 +200,7 @@ def send_segment_calls(
             client.identify(call.user_id, dict(call.traits), message_id=call.message_id)
         elif call.kind == "track":
             client.track(call.user_id, call.event, dict(call.properties),
-                         message_id=call.message_id)
+                         anonymous_id=call.anonymous_id, message_id=call.message_id)
         elif call.kind == "group":
             client.group(call.user_id, call.group_id, dict(call.traits),
                          message_id=call.message_id)
@@ -167,7 +237,11 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
 
 @dataclass
 class DirectionReport:
-    """What one direction did, and every way it fell short of exactly once."""
+    """What one direction did, and every way it fell short of exactly once.
+
+    `sent` counts everything that reached the bridge's side of the direction; of it,
+    `arrived` events must arrive exactly once and `expected_skipped` (by reason) must be
+    skipped by the bridge, exactly that many, and arrive nowhere."""
 
     name: str
     sent: int
@@ -175,19 +249,39 @@ class DirectionReport:
     latencies_ms: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     bridge: Mapping[str, Any] = field(default_factory=dict)
+    expected_skipped: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.arrived == self.sent
+        return (not self.problems
+                and self.arrived + sum(self.expected_skipped.values()) == self.sent
+                and dict(self.skipped) == dict(self.expected_skipped))
 
     @property
     def skipped(self) -> Mapping[str, int]:
         skipped = self.bridge.get("skipped") or {}
-        return {str(k): int(v) for k, v in skipped.items()}
+        return {str(k): int(v) for k, v in skipped.items() if int(v)}
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def accounted(self) -> int:
+        """Arrived, plus skips the bridge reported up to the designed number (for progress)."""
+        return self.arrived + sum(min(n, self.skipped.get(reason, 0))
+                                  for reason, n in self.expected_skipped.items())
 
     @property
     def dead_lettered(self) -> int:
         return int(self.bridge.get("dead_lettered", 0))
+
+    def check_skips(self) -> None:
+        """The bridge skipped exactly what the demo sent to be skipped, for the same reasons."""
+        for reason in sorted(set(self.expected_skipped) | set(self.skipped)):
+            want, got = self.expected_skipped.get(reason, 0), self.skipped.get(reason, 0)
+            if got != want:
+                self.problems.append(f"the bridge skipped {got} as {reason}, expected {want}")
 
 
 def _userflow_events(userflow_state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -228,50 +322,69 @@ def account_segment_to_userflow(
     userflow_requests: Sequence[Mapping[str, Any]],
     bridge_stats: Mapping[str, Any],
 ) -> DirectionReport:
-    """Each identify/track/group → exactly one Userflow write with the right content."""
+    """Each identify/track/group → exactly one Userflow write with the right content; each
+    call designed to be skipped → skipped by the bridge for that reason, and nowhere in
+    Userflow."""
     report = DirectionReport("Segment → Userflow", sent=len(plan.calls),
-                             bridge=bridge_stats.get("segment_to_userflow") or {})
+                             bridge=bridge_stats.get("segment_to_userflow") or {},
+                             expected_skipped=plan.skips_segment_to_userflow)
     users = _userflow_users(userflow_state)
     memberships = _memberships(userflow_state)
     events = _userflow_events(userflow_state)
-    by_report: Counter[str] = Counter()
-    arrival_by_report: dict[str, float] = {}
+    by_ref: Counter[str] = Counter()
+    arrival_by_ref: dict[str, float] = {}
     # Userflow holds only the bridged tracks and the simulated activity: anything else came
-    # back from Segment (an echo) or from nowhere.
-    allowed = {TRACK_EVENT_USERFLOW, *(n for names in ACTIVITY_EVENTS.values() for n in names)}
+    # back from Segment (an echo), from a call the bridge should have skipped, or from nowhere.
+    allowed = {TRACK_EVENT_USERFLOW, ECHO_EVENT_USERFLOW,
+               *(n for names in ACTIVITY_EVENTS.values() for n in names)}
     strays = Counter(str(e.get("name")) for e in events if e.get("name") not in allowed)
     for name, n in sorted(strays.items()):
         report.problems.append(f"unexpected event {name!r} x{n} in Userflow (echo?)")
     for event in events:
         attributes = event.get("attributes") or {}
-        report_id = attributes.get("report_id")
-        if event.get("name") == TRACK_EVENT_USERFLOW and isinstance(report_id, str):
-            by_report[report_id] += 1
-            arrived = parse_time(event.get("created_at") or event.get("time"))
-            if arrived is not None:
-                arrival_by_report[report_id] = arrived
-            if attributes.get(BRIDGED_FROM[0]) != BRIDGED_FROM[1]:
-                report.problems.append(f"event {report_id} lacks the bridged_from marker")
+        ref = attributes.get(REF_PROPERTY)
+        if not isinstance(ref, str):
+            continue  # simulated in-app activity, recorded by Userflow itself
+        by_ref[ref] += 1
+        arrived = parse_time(event.get("created_at") or event.get("time"))
+        if arrived is not None:
+            arrival_by_ref[ref] = arrived
+        if attributes.get(BRIDGED_FROM[0]) != BRIDGED_FROM[1]:
+            report.problems.append(f"event {ref} lacks the bridged_from marker")
 
     arrived = 0
     for call in plan.calls:
-        user = users.get(call.user_id)
-        if call.kind == "track":
-            report_id = str(call.properties["report_id"])
-            n = by_report.get(report_id, 0)
-            if n == 1:
+        user = users.get(call.user_id) if call.user_id is not None else None
+        if call.skip is not None:
+            # Skipped by design: nothing of it may reach Userflow.
+            if by_ref.get(call.message_id, 0):
+                report.problems.append(
+                    f"{call.kind} {call.message_id} should be skipped ({call.skip}) but "
+                    f"arrived in Userflow {by_ref[call.message_id]} time(s)")
+            if call.anonymous_id is not None and call.anonymous_id in users:
+                report.problems.append(
+                    f"anonymous id {call.anonymous_id} ({call.skip}) became a Userflow user")
+        elif call.kind == "track":
+            n = by_ref.get(call.message_id, 0)
+            expected_name = ECHO_EVENT_USERFLOW if call.echo else TRACK_EVENT_USERFLOW
+            names = {str(e.get("name")) for e in events
+                     if (e.get("attributes") or {}).get(REF_PROPERTY) == call.message_id}
+            if n == 1 and names == {expected_name}:
                 arrived += 1
-                at = arrival_by_report.get(report_id)
+                at = arrival_by_ref.get(call.message_id)
                 if at is not None and call.message_id in sent_at:
                     report.latencies_ms.append((at - sent_at[call.message_id]) * 1000)
             elif n > 1:
-                report.problems.append(f"track {report_id} arrived {n} times")
+                report.problems.append(f"track {call.message_id} arrived {n} times")
+            elif n == 1:
+                report.problems.append(
+                    f"track {call.message_id} arrived as {sorted(names)}, not {expected_name}")
         elif call.kind == "identify":
             attributes = (user or {}).get("attributes") or {}
             if user is not None and attributes.get("email") == call.traits["email"]:
                 arrived += 1
         elif call.kind == "group":
-            membership = memberships.get((call.user_id, str(call.group_id)))
+            membership = memberships.get((str(call.user_id), str(call.group_id)))
             if membership is not None:
                 arrived += 1
                 at = parse_time(membership.get("created_at"))
@@ -281,15 +394,18 @@ def account_segment_to_userflow(
 
     # Exactly once for upserts: one successful Userflow write per identify and group call
     # (a duplicate upsert leaves the same state behind, so only the write count shows it).
-    expected_user_writes = plan.count("identify") + plan.count("group")
+    forwarded = Counter(c.kind for c in plan.forwarded_calls)
+    expected_user_writes = forwarded["identify"] + forwarded["group"]
     user_writes = _successful_writes(userflow_requests, "POST", "/users")
     event_writes = _successful_writes(userflow_requests, "POST", "/events")
     if user_writes != expected_user_writes:
         report.problems.append(
             f"{user_writes} successful POST /users for {expected_user_writes} identify+group calls")
-    if event_writes != plan.count("track"):
+    if event_writes != forwarded["track"]:
         report.problems.append(
-            f"{event_writes} successful POST /events for {plan.count('track')} track calls")
+            f"{event_writes} successful POST /events for {forwarded['track']} forwarded "
+            "track calls")
+    report.check_skips()
     return report
 
 
@@ -309,10 +425,13 @@ def account_userflow_to_segment(
     bridge_stats: Mapping[str, Any],
 ) -> DirectionReport:
     """Each simulated Userflow event → exactly one Title Case track on the Userflow source;
-    nothing the bridge wrote to Userflow comes back, nothing lands on the app source."""
+    each event the bridge wrote to Userflow that came back by webhook → skipped as an echo
+    and not on the Userflow source; nothing lands on the app source but what the app sent."""
     expected = expected_title_case_tracks(plan)
-    report = DirectionReport("Userflow → Segment", sent=sum(expected.values()),
-                             bridge=bridge_stats.get("userflow_to_segment") or {})
+    # The Userflow events that reached the bridge: the simulated ones plus the echoes.
+    report = DirectionReport("Userflow → Segment", sent=sum(expected.values()) + plan.echoes,
+                             bridge=bridge_stats.get("userflow_to_segment") or {},
+                             expected_skipped=plan.skips_userflow_to_segment)
     by_source = segment_state.get("events") or {}
     received = [e for e in by_source.get(userflow_source_id, []) if isinstance(e, Mapping)]
     actual: Counter[tuple[str, str]] = Counter()
@@ -323,6 +442,11 @@ def account_userflow_to_segment(
             report.problems.append(f"unexpected {event.get('type')} on the Userflow source")
         if USERFLOW_MARKER_KEY not in (event.get("context") or {}):
             report.problems.append(f"{key} on the Userflow source lacks the bridge's marker")
+        properties = event.get("properties") or {}
+        if properties.get(BRIDGED_FROM[0]) == BRIDGED_FROM[1]:
+            report.problems.append(
+                f"{key} came from Segment (bridged_from=segment) and went back to Segment: "
+                "an echo the bridge should have skipped")
         sent = parse_time(event.get("timestamp"))
         got = parse_time(event.get("receivedAt"))
         if sent is not None and got is not None:
@@ -338,6 +462,7 @@ def account_userflow_to_segment(
     if len(app_events) != len(plan.calls):
         report.problems.append(
             f"the app source holds {len(app_events)} events, the demo sent {len(plan.calls)}")
+    report.check_skips()
     return report
 
 
@@ -345,17 +470,28 @@ def format_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
+def format_skipped(skipped: Mapping[str, int]) -> str:
+    """`0`, or the total with its reasons: `2 (no_user_id: 2)`."""
+    total = sum(skipped.values())
+    if not total:
+        return "0"
+    return f"{total} ({', '.join(f'{r}: {n}' for r, n in sorted(skipped.items()))})"
+
+
 def render_table(reports: Sequence[DirectionReport]) -> str:
-    """A short table: one row per direction."""
+    """A short table: one row per direction, then what each skip reason that occurred means."""
     header = ("direction", "sent", "delivered", "skipped", "dead-lettered", "p50", "p99")
     rows = [header]
     for r in reports:
-        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(r.skipped.items())) or "0"
-        rows.append((r.name, str(r.sent), str(r.arrived), skipped, str(r.dead_lettered),
+        rows.append((r.name, str(r.sent), str(r.arrived), format_skipped(r.skipped),
+                     str(r.dead_lettered),
                      format_ms(percentile(r.latencies_ms, 50)),
                      format_ms(percentile(r.latencies_ms, 99))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    reasons = sorted({reason for r in reports for reason in r.skipped})
+    for reason in reasons:
+        lines.append(f"  skipped {reason}: {SKIP_REASONS.get(reason, 'see the bridge logs')}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from sandbox.engine import REPO_ROOT, Engine
 
 pytestmark = pytest.mark.e2e
 
-USERS = 4  # 12 Segment calls, 6 activities (10 Userflow events)
+USERS = 4  # 12 Segment calls + 3 designed skips, 6 activities (10 Userflow events) + 1 echo
 
 
 def _down(url: str) -> bool:
@@ -35,13 +35,18 @@ def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
     assert outcome.problems == []
     assert outcome.ok
     s2u, u2s = outcome.reports
-    assert (s2u.sent, s2u.arrived) == (3 * USERS, 3 * USERS)
-    assert (u2s.sent, u2s.arrived) == (10, 10)
+    # AND the bridge skipped exactly the designed events, for the designed reasons: two
+    # anonymous tracks (no_user_id) and the "Flow Completed" track that came back (echo)
+    assert (s2u.sent, s2u.arrived) == (3 * USERS + 3, 3 * USERS + 1)
+    assert s2u.skipped == {"no_user_id": 2}
+    assert (u2s.sent, u2s.arrived) == (11, 10)
+    assert u2s.skipped == {"echo": 1}
     assert s2u.dead_lettered == u2s.dead_lettered == 0
     assert outcome.summaries == {"up": "create 6", "destroy": "delete 6"}
     printed = "\n".join(lines).splitlines()
     table = [line for line in printed if line.startswith(("direction", "Segment →", "Userflow →"))]
     assert len(table) == 3 and "dead-lettered" in table[0] and "p99" in table[0]
+    assert "2 (no_user_id: 2)" in table[1] and "1 (echo: 1)" in table[2]
     # AND the processes it started are gone, the stack holds no resource
     assert all(_down(url) for url in (outcome.urls["segment"], outcome.urls["userflow"]))
     deployment = Engine(state_dir=state_dir).export("local")
@@ -57,6 +62,7 @@ def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
     # THEN it passes too: the first run left nothing behind
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PASS: every event arrived exactly once" in done.stdout
+    assert "(no_user_id: 2)" in done.stdout and "(echo: 1)" in done.stdout
     assert "pulumi up: create 6" in done.stdout
     # AND the sandbox credentials it decrypted never show in what it printed
     for credential in ("sandbox-segment-token", "ak_sandbox_local"):
