@@ -28,6 +28,7 @@ from pulumi.dynamic import (
     CheckResult,
     Config,
     ConfigureRequest,
+    DiffResult,
     ReadResult,
     Resource,
     ResourceProvider,
@@ -391,11 +392,17 @@ class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
     So the token lives only in the provider process's memory: ``__getstate__`` keeps just the
     retry policy, and the pickled provider in the state holds no token, session or socket.
 
-    Subclasses name the API they call (``client_type``) and, for the read-404-is-gone lifecycle,
-    implement ``read_state``.
+    Subclasses name the API they call (``client_type``), and give the pure pieces of the
+    lifecycle: ``with_defaults`` and ``validate`` for check(); ``identity``, ``mutable``,
+    ``regenerated``, ``desired_view`` and ``delete_before_replace`` for diff(); ``read_state``
+    for read() (where a 404 means gone). Create, update and delete stay theirs: each API
+    adopts what an interrupted ``up`` left behind in its own way.
     """
 
     client_type: type[ClientT]
+    identity: ClassVar[tuple[str, ...]] = ()  # inputs whose change means a new object
+    mutable: ClassVar[tuple[str, ...]] = ()  # inputs an update changes in place
+    regenerated: ClassVar[tuple[str, ...]] = ()  # outputs update restores when a read lost them
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         super().__init__()
@@ -435,11 +442,39 @@ class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
                 self._client = self.client_type(self._settings, policy=self._policy)
             return self._client
 
-    def checked(self, inputs: dict[str, Any], failures: list[tuple[str, str]]) -> CheckResult:
-        """check()'s answer: the inputs with their problems, then the stack config's problems."""
-        found = [CheckFailure(prop, reason) for prop, reason in failures]
-        found.extend(CheckFailure("config", problem) for problem in self.config_problems())
-        return CheckResult(inputs, found)
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """The inputs with their defaults; their problems, then the stack config's problems."""
+        inputs = self.with_defaults(news)
+        failures = [CheckFailure(prop, reason) for prop, reason in self.validate(inputs)]
+        failures.extend(CheckFailure("config", problem) for problem in self.config_problems())
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Pure and call-free: the wanted view of the inputs against the old outputs."""
+        wanted = self.desired_view(self.with_defaults(news))
+        replaces, updates = diff_managed(olds, wanted, self.identity, self.mutable)
+        updates.extend(key for key in self.regenerated if not olds.get(key))
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            delete_before_replace=self.delete_before_replace(replaces),
+        )
+
+    def desired_view(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the inputs ask for, in the shape of the outputs (the inputs themselves here)."""
+        return inputs
+
+    def delete_before_replace(self, replaces: list[str]) -> bool | None:
+        """Whether the old object must go before its replacement is made; None: the engine's."""
+        return None
+
+    def with_defaults(self, news: Mapping[str, Any]) -> dict[str, Any]:
+        """The inputs with every optional one filled in (pure, so diff can use it too)."""
+        return dict(news)
+
+    def validate(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(input, what is wrong with it) for each bad input; unknown values are skipped."""
+        raise NotImplementedError
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """The object as the API has it now; a 404 means it is gone (Pulumi drops it)."""

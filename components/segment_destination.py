@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CheckResult, CreateResult, DiffResult, UpdateResult
+from pulumi.dynamic import CreateResult, UpdateResult
 
 from components.api_http import (
     ConfiguredProvider,
     NotFoundError,
     OwnedResource,
     check_base_url,
-    diff_managed,
     is_unknown,
     unknown,
 )
@@ -298,27 +297,18 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
     """CRUD of the Webhooks (Actions) destination and its Send subscription."""
 
     client_type = SegmentClient
+    with_defaults = staticmethod(with_destination_defaults)
+    validate = staticmethod(validate_destination_inputs)
+    desired_view = staticmethod(desired_view)
+    identity = DESTINATION_IDENTITY
+    mutable = DESTINATION_MUTABLE
+    # A refresh that found the subscription or the secret gone: update recreates them.
+    regenerated = ("subscription_id", "shared_secret")
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = with_destination_defaults(news)
-        return self.checked(inputs, validate_destination_inputs(inputs))
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces, updates = diff_managed(
-            olds,
-            desired_view(with_destination_defaults(news)),
-            DESTINATION_IDENTITY,
-            DESTINATION_MUTABLE,
-        )
-        # A refresh that found the subscription or the secret gone: update recreates them.
-        updates.extend(k for k in ("subscription_id", "shared_secret") if not olds.get(k))
+    def delete_before_replace(self, replaces: list[str]) -> bool:
         # On another source the new destination can come first. Otherwise create would adopt
         # the very destination about to be deleted, so the old one has to go first.
-        return DiffResult(
-            changes=bool(replaces or updates),
-            replaces=replaces,
-            delete_before_replace=bool(replaces) and replaces != ["source_id"],
-        )
+        return bool(replaces) and replaces != ["source_id"]
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_destination_defaults(props)

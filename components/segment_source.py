@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CheckResult, CreateResult, DiffResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, Resource, UpdateResult
 
 from components.api_http import (
     ApiError,
     ConfiguredProvider,
     OwnedResource,
-    diff_managed,
     is_unknown,
 )
 from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, SegmentClient
@@ -142,24 +141,16 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
     """CRUD of a Segment HTTP API source through the Public API."""
 
     client_type = SegmentClient
+    with_defaults = staticmethod(with_source_defaults)
+    validate = staticmethod(validate_source_inputs)
+    identity = SOURCE_IDENTITY
+    mutable = SOURCE_MUTABLE
+    regenerated = ("write_key",)  # refresh found no key: update mints one
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = with_source_defaults(news)
-        return self.checked(inputs, validate_source_inputs(inputs))
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces, updates = diff_managed(
-            olds, with_source_defaults(news), SOURCE_IDENTITY, SOURCE_MUTABLE
-        )
-        if not olds.get("write_key"):
-            updates.append("write_key")  # refresh found no key: update mints one
+    def delete_before_replace(self, replaces: list[str]) -> bool:
         # A new slug can be created before the old source goes; the same slug can't (create
         # would find and refuse the old one), so then the old one must be deleted first.
-        return DiffResult(
-            changes=bool(replaces or updates),
-            replaces=replaces,
-            delete_before_replace="slug" not in replaces,
-        )
+        return "slug" not in replaces
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_source_defaults(props)
@@ -256,16 +247,11 @@ class SegmentSourceLookupProvider(ConfiguredProvider[SegmentClient]):
 
     client_type = SegmentClient
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        pairs: list[tuple[str, str]] = []
-        problem = slug_problem(news.get("slug"))
-        if problem:
-            pairs.append(("slug", problem))
-        return self.checked(dict(news), pairs)
+    def validate(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        problem = slug_problem(inputs.get("slug"))
+        return [("slug", problem)] if problem else []
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces, _ = diff_managed(olds, news, ("slug",), ())
-        return DiffResult(changes=bool(replaces), replaces=replaces)
+    identity = ("slug",)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         slug = props["slug"]

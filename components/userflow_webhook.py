@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CheckResult, CreateResult, DiffResult, UpdateResult
+from pulumi.dynamic import CreateResult, UpdateResult
 
 from components.api_http import (
     ConfiguredProvider,
     OwnedResource,
     check_base_url,
-    diff_managed,
     is_unknown,
     unknown,
 )
@@ -163,22 +162,15 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowClient]):
     """CRUD of a Userflow webhook subscription."""
 
     client_type = UserflowClient
+    with_defaults = staticmethod(with_webhook_defaults)
+    validate = staticmethod(validate_webhook_inputs)
+    desired_view = staticmethod(desired_webhook_view)
+    identity = WEBHOOK_IDENTITY
+    mutable = WEBHOOK_MUTABLE
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = with_webhook_defaults(news)
-        return self.checked(inputs, validate_webhook_inputs(inputs))
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces, updates = diff_managed(
-            olds,
-            desired_webhook_view(with_webhook_defaults(news)),
-            WEBHOOK_IDENTITY,
-            WEBHOOK_MUTABLE,
-        )
+    def delete_before_replace(self, replaces: list[str]) -> bool:
         # Create adopts a subscription with the same url, so the old one must go first.
-        return DiffResult(
-            changes=bool(replaces or updates), replaces=replaces, delete_before_replace=True
-        )
+        return True
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_webhook_defaults(props)
