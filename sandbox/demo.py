@@ -38,6 +38,7 @@ import requests
 from sandbox.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
 from sandbox.stack_services import ServiceError, ServiceGroup, free_port
 from sandbox.stack_traffic import (
+    ANONYMOUS_TRACKS,
     ECHO_EVENT,
     SKIP_NO_USER_ID,
     DemoPlan,
@@ -392,7 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", type=int, default=DEFAULT_USERS, metavar="N",
                         help="users to simulate: each is identified, tracked and grouped via "
                              "Segment, then starts and completes a flow in Userflow (every "
-                             f"other one also a checklist task); default {DEFAULT_USERS}")
+                             "other one also a checklist task); on top, every run sends "
+                             f"{ANONYMOUS_TRACKS} anonymous-only tracks and one track that "
+                             "comes back from Userflow as an echo (the bridge skips both); "
+                             f"default {DEFAULT_USERS}")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of the generated users and events")
     parser.add_argument("--keep", action="store_true",
