@@ -67,6 +67,17 @@ def test_write_key_choice_keeps_the_one_in_use() -> None:
     assert pick_write_key([], "gone") is None
 
 
+# The outputs of a source in the state (test_state_from_a_source_object builds them).
+OLDS = {
+    "source_id": "src1",
+    "slug": "userflow-staging",
+    "name": "Userflow (staging)",
+    "enabled": True,
+    "metadata_id": HTTP_API_SOURCE_METADATA_ID,
+    "write_key": "wk",
+}
+
+
 def test_state_from_a_source_object() -> None:
     source = {
         "id": "src1",
@@ -76,24 +87,7 @@ def test_state_from_a_source_object() -> None:
         "metadata": {"id": HTTP_API_SOURCE_METADATA_ID},
         "writeKeys": ["wk"],
     }
-    assert source_state(source, "wk") == {
-        "source_id": "src1",
-        "slug": "userflow-staging",
-        "name": "Userflow (staging)",
-        "enabled": True,
-        "metadata_id": HTTP_API_SOURCE_METADATA_ID,
-        "write_key": "wk",
-    }
-
-
-OLDS = {
-    "source_id": "src1",
-    "slug": "userflow-staging",
-    "name": "Userflow (staging)",
-    "enabled": True,
-    "metadata_id": HTTP_API_SOURCE_METADATA_ID,
-    "write_key": "wk",
-}
+    assert source_state(source, "wk") == OLDS
 
 
 @pytest.mark.parametrize(
@@ -336,6 +330,34 @@ def test_lookup_finds_by_slug_and_never_deletes(segment: Sandbox) -> None:
     assert [s["id"] for s in segment.state()["sources"]] == [app["id"]]
     with pytest.raises(ValueError, match="no Segment source with slug 'missing'"):
         provider.create({"slug": "missing"})
+
+
+def test_lookup_checks_its_slug_and_reads_a_deleted_source_as_gone(segment: Sandbox) -> None:
+    provider = configured(
+        SegmentSourceLookupProvider(FAST_RETRIES),
+        segmentApiUrl=segment.url,
+        segmentToken=SEGMENT_TOKEN,
+    )
+    bad = provider.check({}, {"slug": "Not A Slug", "source_id": None})
+    assert [f.property for f in bad.failures] == ["slug"]
+    good = provider.check({}, {"slug": "app-staging", "source_id": None})
+    assert good.inputs == {"slug": "app-staging", "source_id": None} and good.failures == []
+    unconfigured = SegmentSourceLookupProvider().check({}, {"slug": "app-staging"})
+    assert [f.property for f in unconfigured.failures] == ["config"]
+
+    app = segment_api(
+        segment,
+        "POST",
+        "/sources",
+        {"slug": "app-staging", "enabled": True, "metadataId": HTTP_API_SOURCE_METADATA_ID},
+    )["data"]["source"]
+    found = provider.create({"slug": "app-staging", "source_id": None})
+    read = provider.read(found.id, found.outs)
+    assert read.id == app["id"] and read.outs == found.outs
+
+    segment_api(segment, "DELETE", f"/sources/{app['id']}")
+    gone = provider.read(found.id, found.outs)
+    assert gone.id == "" and gone.outs == {}
 
 
 def test_create_that_meets_its_own_slug_adopts_instead_of_failing(
