@@ -46,13 +46,27 @@ def call(
     )
 
 
-def create_source(base: str, slug: str, enabled: bool = True) -> dict[str, Any]:
-    response = call(
-        base, "POST", "/sources", {"slug": slug, "enabled": enabled, "metadataId": HTTP_API_SOURCE}
-    )
+def created(response: requests.Response, key: str) -> dict[str, Any]:
+    """The object a create call answered with, after checking that it succeeded."""
     assert response.status_code == 200, response.text
-    source: dict[str, Any] = response.json()["data"]["source"]
-    return source
+    found: dict[str, Any] = response.json()["data"][key]
+    return found
+
+
+def post_source(
+    base: str,
+    slug: str,
+    enabled: bool = True,
+    metadata_id: str = HTTP_API_SOURCE,
+    token: str = ADMIN_TOKEN,
+    media: str = V1,
+) -> requests.Response:
+    body = {"slug": slug, "enabled": enabled, "metadataId": metadata_id}
+    return call(base, "POST", "/sources", body, media=media, token=token)
+
+
+def create_source(base: str, slug: str, enabled: bool = True) -> dict[str, Any]:
+    return created(post_source(base, slug, enabled), "source")
 
 
 def create_destination(
@@ -62,21 +76,32 @@ def create_destination(
     enabled: bool = True,
 ) -> dict[str, Any]:
     settings = {"sharedSecret": secret} if secret is not None else {}
-    response = call(
-        base,
-        "POST",
-        "/destinations",
-        {
-            "sourceId": source_id,
-            "metadataId": WEBHOOKS_ACTIONS,
-            "enabled": enabled,
-            "name": "Userflow bridge",
-            "settings": settings,
-        },
-    )
-    assert response.status_code == 200, response.text
-    destination: dict[str, Any] = response.json()["data"]["destination"]
-    return destination
+    body = {
+        "sourceId": source_id,
+        "metadataId": WEBHOOKS_ACTIONS,
+        "enabled": enabled,
+        "name": "Userflow bridge",
+        "settings": settings,
+    }
+    return created(call(base, "POST", "/destinations", body), "destination")
+
+
+def post_subscription(
+    base: str,
+    destination_id: str,
+    url: str,
+    trigger: str = DEFAULT_TRIGGER,
+    enabled: bool = True,
+    settings: dict[str, Any] | None = None,  # on top of url and method, which it may replace
+) -> requests.Response:
+    body = {
+        "name": "Send to bridge",
+        "actionId": SEND_ACTION,
+        "trigger": trigger,
+        "enabled": enabled,
+        "settings": {"url": url, "method": "POST", **(settings or {})},
+    }
+    return call(base, "POST", f"/destinations/{destination_id}/subscriptions", body, V1ALPHA)
 
 
 def create_subscription(
@@ -87,22 +112,8 @@ def create_subscription(
     enabled: bool = True,
     **settings: Any,
 ) -> dict[str, Any]:
-    response = call(
-        base,
-        "POST",
-        f"/destinations/{destination_id}/subscriptions",
-        {
-            "name": "Send to bridge",
-            "actionId": SEND_ACTION,
-            "trigger": trigger,
-            "enabled": enabled,
-            "settings": {"url": url, "method": "POST", **settings},
-        },
-        media=V1ALPHA,
-    )
-    assert response.status_code == 200, response.text
-    subscription: dict[str, Any] = response.json()["data"]["destinationSubscription"]
-    return subscription
+    response = post_subscription(base, destination_id, url, trigger, enabled, settings)
+    return created(response, "destinationSubscription")
 
 
 def track(base: str, write_key: str, kind: str, event: dict[str, Any]) -> requests.Response:

@@ -175,27 +175,22 @@ def test_retried_on_500_then_delivered(segment: SegmentEmulator) -> None:
     assert len({d["delivery_id"] for d in log}) == 1
 
 
-@pytest.mark.parametrize("status", [400, 404, 501])
-def test_final_4xx_and_501_are_not_retried(segment: SegmentEmulator, status: int) -> None:
-    with Receiver(statuses=[status, 200]) as refusing:
-        key, _, _ = _wired(segment, refusing.url)
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [(400, False), (404, False), (501, False), (408, True), (423, True), (429, True)],
+)
+def test_final_4xx_and_501_are_not_retried_but_408_423_429_are(
+    segment: SegmentEmulator, status: int, retried: bool
+) -> None:
+    attempts = [status, 200] if retried else [status]
+    with Receiver(statuses=[status, 200]) as receiver:
+        key, _, _ = _wired(segment, receiver.url)
 
         track(segment.url, key, "identify", {"userId": "u1"})
         _settle(segment)
 
-        assert [r.status for r in refusing.requests] == [status]
-    assert [d["status"] for d in segment.delivery_log()] == [status]
-
-
-@pytest.mark.parametrize("status", [408, 423, 429])
-def test_retryable_4xx_are_retried(segment: SegmentEmulator, status: int) -> None:
-    with Receiver(statuses=[status, 200]) as busy:
-        key, _, _ = _wired(segment, busy.url)
-
-        track(segment.url, key, "identify", {"userId": "u1"})
-        _settle(segment)
-
-        assert [r.status for r in busy.requests] == [status, 200]
+        assert [r.status for r in receiver.requests] == attempts
+    assert [d["status"] for d in segment.delivery_log()] == attempts
 
 
 def test_attempts_are_bounded(receiver: Receiver) -> None:

@@ -19,6 +19,8 @@ from tests.emulators.helpers import (
     create_destination,
     create_source,
     create_subscription,
+    post_source,
+    post_subscription,
 )
 
 
@@ -31,12 +33,7 @@ def _errors(response: requests.Response) -> list[dict[str, Any]]:
 
 
 def test_create_source_returns_the_spec_shape_with_a_write_key(segment: SegmentEmulator) -> None:
-    response = call(
-        segment.url,
-        "POST",
-        "/sources",
-        {"slug": "userflow-staging", "enabled": True, "metadataId": HTTP_API_SOURCE},
-    )
+    response = post_source(segment.url, "userflow-staging")
 
     assert response.status_code == 200
     assert response.headers["Content-Type"] == V1
@@ -50,13 +47,7 @@ def test_create_source_returns_the_spec_shape_with_a_write_key(segment: SegmentE
 
 
 def test_token_without_source_admin_sees_no_write_keys(segment: SegmentEmulator) -> None:
-    created = call(
-        segment.url,
-        "POST",
-        "/sources",
-        {"slug": "userflow-local", "enabled": True, "metadataId": HTTP_API_SOURCE},
-        token=NOADMIN_TOKEN,
-    )
+    created = post_source(segment.url, "userflow-local", token=NOADMIN_TOKEN)
     fetched = call(
         segment.url,
         "GET",
@@ -89,13 +80,7 @@ def test_public_api_needs_a_known_bearer_token(
 
 def test_extra_tokens_are_accepted_with_their_permission() -> None:
     with SegmentEmulator(tokens={"ci-admin": True, "ci-plain": False}) as emulator:
-        admin = call(
-            emulator.url,
-            "POST",
-            "/sources",
-            {"slug": "a", "enabled": True, "metadataId": HTTP_API_SOURCE},
-            token="ci-admin",
-        )
+        admin = post_source(emulator.url, "a", token="ci-admin")
         plain = call(
             emulator.url,
             "GET",
@@ -147,13 +132,7 @@ def test_unsupported_media_type_is_refused(segment: SegmentEmulator) -> None:
 
 
 def test_plain_json_is_accepted_like_the_official_sdks_send_it(segment: SegmentEmulator) -> None:
-    response = call(
-        segment.url,
-        "POST",
-        "/sources",
-        {"slug": "plain", "enabled": False, "metadataId": HTTP_API_SOURCE},
-        media="application/json",
-    )
+    response = post_source(segment.url, "plain", enabled=False, media="application/json")
 
     assert response.status_code == 200
     assert response.json()["data"]["source"]["enabled"] is False
@@ -164,21 +143,9 @@ def test_duplicate_slug_and_unknown_metadata_are_validation_failures(
 ) -> None:
     create_source(segment.url, "userflow-staging")
 
-    duplicate = call(
-        segment.url,
-        "POST",
-        "/sources",
-        {"slug": "userflow-staging", "enabled": True, "metadataId": HTTP_API_SOURCE},
-    )
-    unknown = call(
-        segment.url, "POST", "/sources", {"slug": "other", "enabled": True, "metadataId": "nope"}
-    )
-    bad_slug = call(
-        segment.url,
-        "POST",
-        "/sources",
-        {"slug": "Not A Slug", "enabled": True, "metadataId": HTTP_API_SOURCE},
-    )
+    duplicate = post_source(segment.url, "userflow-staging")
+    unknown = post_source(segment.url, "other", metadata_id="nope")
+    bad_slug = post_source(segment.url, "Not A Slug")
 
     assert duplicate.status_code == 422
     assert _errors(duplicate)[0] == {
@@ -466,18 +433,8 @@ def test_subscription_validation_failures(
     source = create_source(segment.url, "app")
     destination = create_destination(segment.url, source["id"])
 
-    response = call(
-        segment.url,
-        "POST",
-        f"/destinations/{destination['id']}/subscriptions",
-        {
-            "name": "n",
-            "actionId": SEND_ACTION,
-            "trigger": trigger,
-            "enabled": True,
-            "settings": {"url": "https://b.example/segment", "method": "POST", **settings},
-        },
-        media=V1ALPHA,
+    response = post_subscription(
+        segment.url, destination["id"], "https://b.example/segment", trigger, settings=settings
     )
 
     assert response.status_code == 422
