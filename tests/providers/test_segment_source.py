@@ -331,33 +331,21 @@ def test_lookup_finds_by_slug_and_never_deletes(segment: Sandbox) -> None:
     with pytest.raises(ValueError, match="no Segment source with slug 'missing'"):
         provider.create({"slug": "missing"})
 
+    read = provider.read(found.id, found.outs)
+    assert read.id == app["id"] and read.outs == found.outs
+    segment_api(segment, "DELETE", f"/sources/{app['id']}")  # the app's team removes it
+    gone = provider.read(found.id, found.outs)
+    assert gone.id == "" and gone.outs == {}
 
-def test_lookup_checks_its_slug_and_reads_a_deleted_source_as_gone(segment: Sandbox) -> None:
-    provider = configured(
-        SegmentSourceLookupProvider(FAST_RETRIES),
-        segmentApiUrl=segment.url,
-        segmentToken=SEGMENT_TOKEN,
-    )
+
+def test_lookup_check_validates_the_slug_and_the_config() -> None:
+    provider = configured(SegmentSourceLookupProvider(), segmentToken=SEGMENT_TOKEN)
     bad = provider.check({}, {"slug": "Not A Slug", "source_id": None})
     assert [f.property for f in bad.failures] == ["slug"]
     good = provider.check({}, {"slug": "app-staging", "source_id": None})
     assert good.inputs == {"slug": "app-staging", "source_id": None} and good.failures == []
     unconfigured = SegmentSourceLookupProvider().check({}, {"slug": "app-staging"})
     assert [f.property for f in unconfigured.failures] == ["config"]
-
-    app = segment_api(
-        segment,
-        "POST",
-        "/sources",
-        {"slug": "app-staging", "enabled": True, "metadataId": HTTP_API_SOURCE_METADATA_ID},
-    )["data"]["source"]
-    found = provider.create({"slug": "app-staging", "source_id": None})
-    read = provider.read(found.id, found.outs)
-    assert read.id == app["id"] and read.outs == found.outs
-
-    segment_api(segment, "DELETE", f"/sources/{app['id']}")
-    gone = provider.read(found.id, found.outs)
-    assert gone.id == "" and gone.outs == {}
 
 
 def test_create_that_meets_its_own_slug_adopts_instead_of_failing(
