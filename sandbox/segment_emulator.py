@@ -158,6 +158,11 @@ def validation_failure(message: str, field: str | None = None) -> ApiError:
     return ApiError(error_envelope(422, "ValidationFailure", message, field))
 
 
+def tracking_error(status: int, message: str) -> HttpResponse:
+    """The Tracking API's own error body (it has no `errors` envelope)."""
+    return json_response(status, {"success": False, "message": message})
+
+
 def rate_limited(wait_ms: int) -> HttpResponse:
     return error_envelope(429, "RateLimited", "Rate limit exceeded", data={"msBeforeNext": wait_ms})
 
@@ -359,7 +364,7 @@ class SegmentEmulator(Emulator):
     def fault_response(self, fault: Fault, request: HttpRequest) -> HttpResponse:
         status = fault.status or 500
         if request.path.startswith("/v1/"):
-            response = json_response(status, {"success": False, "message": "injected fault"})
+            response = tracking_error(status, "injected fault")
         elif status == 404:
             response = error_envelope(404, "NotFound", "Resource not found")
         elif status == 422:
@@ -620,39 +625,31 @@ class SegmentEmulator(Emulator):
     def _handle_tracking(self, request: HttpRequest) -> HttpResponse:
         kind = request.path[len("/v1/") :].strip("/")
         if request.method != "POST" or kind not in (*TRACKING_TYPES, "batch"):
-            return json_response(404, {"success": False, "message": "not found"})
+            return tracking_error(404, "not found")
         raw = request.body
         if request.header("Content-Encoding").lower() == "gzip":
             try:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError):
-                return json_response(400, {"success": False, "message": "invalid gzip body"})
+                return tracking_error(400, "invalid gzip body")
         limit = MAX_BATCH_BYTES if kind == "batch" else MAX_EVENT_BYTES
         if len(raw) > limit:
-            return json_response(
-                400, {"success": False, "message": f"payload exceeds {limit // 1024} KB"}
-            )
+            return tracking_error(400, f"payload exceeds {limit // 1024} KB")
         try:
             payload = json.loads(raw)
         except ValueError:
-            return json_response(400, {"success": False, "message": "invalid JSON"})
+            return tracking_error(400, "invalid JSON")
         if not isinstance(payload, dict):
-            return json_response(400, {"success": False, "message": "body must be a JSON object"})
+            return tracking_error(400, "body must be a JSON object")
         if kind == "batch":
             items = payload.get("batch")
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-                return json_response(
-                    400, {"success": False, "message": "batch must be a list of events"}
-                )
+                return tracking_error(400, "batch must be a list of events")
             if len(items) > MAX_BATCH_EVENTS:
-                return json_response(
-                    400, {"success": False, "message": f"more than {MAX_BATCH_EVENTS} events"}
-                )
+                return tracking_error(400, f"more than {MAX_BATCH_EVENTS} events")
             for item in items:
                 if len(compact_json(item)) > MAX_EVENT_BYTES:
-                    return json_response(
-                        400, {"success": False, "message": "an event exceeds 32 KB"}
-                    )
+                    return tracking_error(400, f"an event exceeds {MAX_EVENT_BYTES // 1024} KB")
             events = [self._inherit_batch_fields(payload, item) for item in items]
         else:
             events = [{**payload, "type": kind}]
