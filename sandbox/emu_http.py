@@ -1,6 +1,7 @@
 """The shared skeleton of the sandbox emulators: a threaded stdlib HTTP server, the request log,
-injectable faults, the `/__sandbox__/` inspection routes, seedable ids and the background
-delivery workers (retries on a compressed clock) that send webhooks.
+injectable faults, the `/__sandbox__/` inspection routes, seedable ids, method-and-path
+routing, the command-line flags every emulator takes, and the background delivery workers
+(retries on a compressed clock) that send webhooks.
 
 Each emulator subclasses `Emulator` and supplies only its API: `handle_api`, how an injected
 fault looks on its wire (`fault_response`), its state snapshot and its reset.

@@ -49,6 +49,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Unpack
 from urllib.parse import quote
 
@@ -118,10 +119,6 @@ def _existing(objects: Mapping[str, JsonObject], what: str, ident: str) -> JsonO
     if found is None:
         raise error(404, "not_found", f"{what} {ident!r} not found")
     return found
-
-
-def _deleted(object_type: str, ident: str) -> JsonObject:
-    return {"id": ident, "object": object_type, "deleted": True}
 
 
 HandlerResult = tuple[int, Any]
@@ -518,36 +515,6 @@ def _upsert_user(
     return 200, rendered
 
 
-@_route("GET", "/users")
-def _list_users(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        users = [emu._render_user(u) for u in emu.users.values()]
-    return emu._list(req, users, "/users")
-
-
-@_route("GET", "/users/{user_id}")
-def _get_user(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        return 200, emu._render_user(_existing(emu.users, "user", p["user_id"]))
-
-
-@_route("DELETE", "/users/{user_id}")
-def _delete_user(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        _existing(emu.users, "user", p["user_id"])
-        del emu.users[p["user_id"]]
-        for key in [k for k in emu.memberships if k[0] == p["user_id"]]:
-            del emu.memberships[key]
-        emu.events = [e for e in emu.events if e["user_id"] != p["user_id"]]
-    return 200, _deleted("user", p["user_id"])
-
-
 @_route("POST", "/groups")
 def _upsert_group(
     emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
@@ -559,35 +526,6 @@ def _upsert_group(
         group = json.loads(json.dumps(emu.groups[group_id]))
     emu._notify([change] if change else [])
     return 200, group
-
-
-@_route("GET", "/groups")
-def _list_groups(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        groups = json.loads(json.dumps(list(emu.groups.values())))
-    return emu._list(req, groups, "/groups")
-
-
-@_route("GET", "/groups/{group_id}")
-def _get_group(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        return 200, json.loads(json.dumps(_existing(emu.groups, "group", p["group_id"])))
-
-
-@_route("DELETE", "/groups/{group_id}")
-def _delete_group(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        _existing(emu.groups, "group", p["group_id"])
-        del emu.groups[p["group_id"]]
-        for key in [k for k in emu.memberships if k[1] == p["group_id"]]:
-            del emu.memberships[key]
-    return 200, _deleted("group", p["group_id"])
 
 
 @_route("POST", "/events")
@@ -665,27 +603,6 @@ def _create_subscription(
         return 200, dict(subscription)
 
 
-@_route("GET", "/webhook_subscriptions")
-def _list_subscriptions(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        items = json.loads(json.dumps(list(emu.subscriptions.values())))
-    return emu._list(req, items, "/webhook_subscriptions")
-
-
-def _subscription(emu: UserflowEmulator, subscription_id: str) -> JsonObject:
-    return _existing(emu.subscriptions, "webhook subscription", subscription_id)
-
-
-@_route("GET", "/webhook_subscriptions/{subscription_id}")
-def _get_subscription(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        return 200, dict(_subscription(emu, p["subscription_id"]))
-
-
 @_route("PATCH", "/webhook_subscriptions/{subscription_id}")
 def _update_subscription(
     emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
@@ -695,21 +612,106 @@ def _update_subscription(
         raise error(400, "invalid_request", f"cannot update {sorted(unknown)}")
     _check_subscription_fields(body, partial=True)
     with emu.lock:
-        subscription = _subscription(emu, p["subscription_id"])
+        subscription = _existing(emu.subscriptions, "webhook subscription", p["subscription_id"])
         subscription.update(
             {key: body[key] for key in ("url", "topics", "disabled") if key in body}
         )
         return 200, dict(subscription)
 
 
-@_route("DELETE", "/webhook_subscriptions/{subscription_id}")
-def _delete_subscription(
-    emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
-) -> HandlerResult:
-    with emu.lock:
-        _subscription(emu, p["subscription_id"])
-        del emu.subscriptions[p["subscription_id"]]
-    return 200, _deleted("webhook_subscription", p["subscription_id"])
+# -- list, get and delete: the same for users, groups and webhook subscriptions --------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    what: str  # its name in 404 messages
+    object_type: str  # its `object` field
+    path: str  # the list's path; one object is at f"{path}/{{{param}}}"
+    param: str  # the path parameter holding an object's id
+    objects: Callable[[UserflowEmulator], dict[str, JsonObject]]
+    render: Callable[[UserflowEmulator, JsonObject], JsonObject]
+    forget: Callable[[UserflowEmulator, str], None]  # drops what belonged to a deleted object
+
+
+def _deep_copy(emu: UserflowEmulator, stored: JsonObject) -> JsonObject:
+    copied: JsonObject = json.loads(json.dumps(stored))
+    return copied
+
+
+def _forget_user(emu: UserflowEmulator, user_id: str) -> None:
+    for key in [k for k in emu.memberships if k[0] == user_id]:
+        del emu.memberships[key]
+    emu.events = [e for e in emu.events if e["user_id"] != user_id]
+
+
+def _forget_group(emu: UserflowEmulator, group_id: str) -> None:
+    for key in [k for k in emu.memberships if k[1] == group_id]:
+        del emu.memberships[key]
+
+
+KINDS = (
+    _Kind(
+        what="user",
+        object_type="user",
+        path="/users",
+        param="user_id",
+        objects=lambda emu: emu.users,
+        render=lambda emu, user: emu._render_user(user),
+        forget=_forget_user,
+    ),
+    _Kind(
+        what="group",
+        object_type="group",
+        path="/groups",
+        param="group_id",
+        objects=lambda emu: emu.groups,
+        render=_deep_copy,
+        forget=_forget_group,
+    ),
+    _Kind(
+        what="webhook subscription",
+        object_type="webhook_subscription",
+        path="/webhook_subscriptions",
+        param="subscription_id",
+        objects=lambda emu: emu.subscriptions,
+        render=_deep_copy,
+        forget=lambda emu, subscription_id: None,
+    ),
+)
+
+
+def _register_kind(kind: _Kind) -> None:
+    def list_objects(
+        emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+    ) -> HandlerResult:
+        with emu.lock:
+            items = [kind.render(emu, stored) for stored in kind.objects(emu).values()]
+        return emu._list(req, items, kind.path)
+
+    def get_object(
+        emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+    ) -> HandlerResult:
+        with emu.lock:
+            return 200, kind.render(emu, _existing(kind.objects(emu), kind.what, p[kind.param]))
+
+    def delete_object(
+        emu: UserflowEmulator, req: HttpRequest, p: dict[str, str], body: Any
+    ) -> HandlerResult:
+        ident = p[kind.param]
+        with emu.lock:
+            _existing(kind.objects(emu), kind.what, ident)
+            del kind.objects(emu)[ident]
+            kind.forget(emu, ident)
+        return 200, {"id": ident, "object": kind.object_type, "deleted": True}
+
+    item = f"{kind.path}/{{{kind.param}}}"
+    _ROUTES.add("GET", kind.path, list_objects)
+    _ROUTES.add("GET", item, get_object)
+    _ROUTES.add("DELETE", item, delete_object)
+
+
+for _kind in KINDS:
+    _register_kind(_kind)
 
 
 # -- command line ---------------------------------------------------------------------------------
