@@ -983,12 +983,13 @@ def _delete_handler(kind: _Collection) -> Callable[[PublicCall], HandlerResult]:
 
 
 def _catalog_handler(
-    table: Mapping[str, JsonObject], what: str, param: str, key: str
+    table: Mapping[str, JsonObject], what: str, key: str
 ) -> Callable[[PublicCall], HandlerResult]:
     def catalog_entry(call: PublicCall) -> HandlerResult:
-        metadata = table.get(call.params[param])
+        (metadata_id,) = call.params.values()  # the one path parameter: the catalog id
+        metadata = table.get(metadata_id)
         if metadata is None:
-            raise not_found(what, call.params[param])
+            raise not_found(what, metadata_id)
         return 200, {key: metadata}
 
     return catalog_entry
@@ -1097,46 +1098,35 @@ def _create_subscription(call: PublicCall) -> HandlerResult:
         return 200, {"destinationSubscription": emu._render_subscription(subscription)}
 
 
+def _serve(
+    method: str, template: str, run: Callable[[PublicCall], HandlerResult], in_spec: bool = True
+) -> None:
+    _ROUTES.add(method, template, Operation(run, in_spec))
+
+
 def _register_routes() -> None:
     for kind in COLLECTIONS:
         item = f"{kind.path}/{{{kind.param}}}"
-        _ROUTES.add("GET", kind.path, Operation(_list_handler(kind)))
-        _ROUTES.add("GET", item, Operation(_get_handler(kind)))
-        _ROUTES.add("PATCH", item, Operation(_update_handler(kind)))
-        _ROUTES.add("DELETE", item, Operation(_delete_handler(kind)))
-    _ROUTES.add("POST", SOURCES.path, Operation(_create_source))
-    _ROUTES.add("POST", DESTINATIONS.path, Operation(_create_destination))
-    _ROUTES.add("POST", SUBSCRIPTIONS.path, Operation(_create_subscription))
+        _serve("GET", kind.path, _list_handler(kind))
+        _serve("GET", item, _get_handler(kind))
+        _serve("PATCH", item, _update_handler(kind))
+        _serve("DELETE", item, _delete_handler(kind))
+    _serve("POST", SOURCES.path, _create_source)
+    _serve("POST", DESTINATIONS.path, _create_destination)
+    _serve("POST", SUBSCRIPTIONS.path, _create_subscription)
     # A source's destinations: the destinations list, scoped by the owner the path names.
-    _ROUTES.add(
-        "GET", "/sources/{sourceId}/connected-destinations", Operation(_list_handler(DESTINATIONS))
-    )
-    _ROUTES.add("POST", "/sources/{sourceId}/writekey", Operation(_add_write_key, in_spec=False))
-    _ROUTES.add(
-        "DELETE",
-        "/sources/{sourceId}/writekey/{writeKey}",
-        Operation(_remove_write_key, in_spec=False),
-    )
-    _ROUTES.add(
+    _serve("GET", "/sources/{sourceId}/connected-destinations", _list_handler(DESTINATIONS))
+    _serve("POST", "/sources/{sourceId}/writekey", _add_write_key, in_spec=False)
+    _serve("DELETE", "/sources/{sourceId}/writekey/{writeKey}", _remove_write_key, in_spec=False)
+    _serve(
         "GET",
         "/catalog/sources/{sourceMetadataId}",
-        Operation(
-            _catalog_handler(
-                SOURCE_METADATA, "source catalog entry", "sourceMetadataId", "sourceMetadata"
-            )
-        ),
+        _catalog_handler(SOURCE_METADATA, "source catalog entry", "sourceMetadata"),
     )
-    _ROUTES.add(
+    _serve(
         "GET",
         "/catalog/destinations/{destinationMetadataId}",
-        Operation(
-            _catalog_handler(
-                DESTINATION_METADATA,
-                "destination catalog entry",
-                "destinationMetadataId",
-                "destinationMetadata",
-            )
-        ),
+        _catalog_handler(DESTINATION_METADATA, "destination catalog entry", "destinationMetadata"),
     )
 
 
