@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.project import component_type
+
 # 5xx share of requests, computed by CloudWatch metric math; no requests means no failures.
 API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors / requests, 0)"
 
@@ -41,7 +43,7 @@ class BridgeAlarms(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BridgeAlarmsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("userflow-segment:index:BridgeAlarms", name, None, opts)
+        super().__init__(component_type("BridgeAlarms"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         actions = [args.topic_arn] if args.topic_arn else []
         # Shared by all three: no data (an idle bridge) is healthy, and the threshold is met

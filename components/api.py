@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.project import component_type
+
 # The bridge's paths (the local bridge serves the same ones).
 SEGMENT_PATH, USERFLOW_PATH, HEALTH_PATH = "/segment", "/userflow", "/health"
 ROUTES = (f"POST {SEGMENT_PATH}", f"POST {USERFLOW_PATH}", f"GET {HEALTH_PATH}")
@@ -82,7 +84,7 @@ class BridgeApi(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BridgeApiArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("userflow-segment:index:BridgeApi", name, None, opts)
+        super().__init__(component_type("BridgeApi"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         api = aws.apigatewayv2.Api(

@@ -36,7 +36,9 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_SENTINEL
 
-CONFIG_NAMESPACE = "userflow-segment"  # where the providers find their stack config keys
+from components.project import PROJECT
+
+CONFIG_NAMESPACE = PROJECT  # where the providers find their stack config keys
 USER_AGENT = "userflow-segment-pulumi/1.0 (+pulumi dynamic provider)"
 # The error body is shown to the operator; a whole HTML error page would drown the message.
 ERROR_BODY_LIMIT = 2000

@@ -19,7 +19,9 @@ from urllib.parse import urlparse
 import pulumi
 from pulumi.runtime import config as pulumi_config
 
-NAMESPACE = "userflow-segment"
+from components.project import PROJECT
+
+NAMESPACE = PROJECT
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Hosting = Literal["aws", "local"]

@@ -17,6 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.project import component_type
+
 INGEST_HANDLER = "bridge_code.ingest.handler"
 DELIVERY_HANDLER = "bridge_code.delivery.handler"
 MEMORY_MB = 256
@@ -190,7 +192,7 @@ class BridgeFunctions(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BridgeFunctionsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("userflow-segment:index:BridgeFunctions", name, None, opts)
+        super().__init__(component_type("BridgeFunctions"), name, None, opts)
         self._name = name
         self._args = args
         code = pulumi.FileArchive(str(args.archive_path))

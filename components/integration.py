@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from components.project import component_type
 from components.segment_destination import (
     DEFAULT_EVENT_TYPES,
     SegmentWebhookDestination,
@@ -28,7 +29,7 @@ from components.userflow_webhook import (
     UserflowWebhookSubscriptionArgs,
 )
 
-COMPONENT_TYPE = "userflow-segment:index:Integration"
+COMPONENT_TYPE = component_type("Integration")
 
 
 @dataclass(frozen=True)

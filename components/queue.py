@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.project import component_type
+
 # AWS's guidance for SQS event sources: visibility timeout at least six times the
 # function's timeout, so a batch being retried by the poller is not handed out twice.
 VISIBILITY_TIMEOUT_FACTOR = 6
@@ -45,7 +47,7 @@ class BridgeQueue(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BridgeQueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("userflow-segment:index:BridgeQueue", name, None, opts)
+        super().__init__(component_type("BridgeQueue"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         dead_letter = aws.sqs.Queue(

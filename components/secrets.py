@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.project import component_type
+
 
 @dataclass(frozen=True)
 class BridgeSecretsArgs:
@@ -55,7 +57,7 @@ class BridgeSecrets(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BridgeSecretsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("userflow-segment:index:BridgeSecrets", name, None, opts)
+        super().__init__(component_type("BridgeSecrets"), name, None, opts)
         self._name = name
         self._secrets: dict[str, aws.secretsmanager.Secret] = {
             purpose: aws.secretsmanager.Secret(

@@ -35,6 +35,7 @@ from typing import Any
 
 import requests
 
+from components.userflow_api import API_KEY_KEY
 from sandbox.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
 from sandbox.stack_services import ServiceError, ServiceGroup, free_port
 from sandbox.stack_traffic import (
@@ -107,9 +108,9 @@ def read_stack_secrets(
             f"{len(destinations)} destination(s), {len(subscriptions)} Userflow subscription(s))"
         )
     config = engine.config(stack, config_file, show_secrets=True)
-    api_key = config.get("userflow-segment:userflowApiKey")
+    api_key = config.get(API_KEY_KEY)
     if not isinstance(api_key, str):
-        raise DemoError("the stack config has no userflow-segment:userflowApiKey")
+        raise DemoError(f"the stack config has no {API_KEY_KEY}")
     return StackSecrets(
         app_source_id=str(app["source_id"]),
         app_write_key=str(app["write_key"]),

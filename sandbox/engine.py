@@ -27,12 +27,14 @@ from typing import Any
 
 import yaml
 
+from components.project import PROJECT
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLS_DIR = REPO_ROOT / ".tools" / "pulumi"
 ENGINE_HOME = REPO_ROOT / ".tools" / "pulumi-home"
 DEFAULT_STATE_DIR = REPO_ROOT / ".pulumi-state"
-PROJECT_NAME = "userflow-segment"
-CONFIG_NAMESPACE = "userflow-segment"
+PROJECT_NAME = PROJECT
+CONFIG_NAMESPACE = PROJECT
 
 # Sandbox-only passphrase: it protects nothing but the committed sandbox credentials, which
 # are public anyway (docs/ARCHITECTURE.md). A real stack uses its own secrets provider.

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import requests
 
 from bridge_code.signatures import sign_segment, sign_userflow
+from components.userflow_api import API_KEY_KEY, API_URL_KEY, API_VERSION, DEFAULT_API_URL
 from sandbox.engine import (
     CONFIG_NAMESPACE,
     DEFAULT_STATE_DIR,
@@ -46,7 +47,6 @@ from sandbox.engine import (
     resource_outputs,
 )
 
-USERFLOW_VERSION = "2020-01-03"
 HTTP_TIMEOUT_S = 10.0
 DEFAULT_WAIT_S = 30.0
 SMOKE_EVENT = "Userflow Bridge Smoke Test"
@@ -136,7 +136,7 @@ def _local_target(engine: StackReader, stack: str, overrides: Mapping[str, str |
     sources = {str(o.get("slug")): o for o in resource_outputs(deployment, "segment:Source")}
     environment = str(config.get(f"{CONFIG_NAMESPACE}:environment") or stack)
     userflow_source = sources.get(f"userflow-{environment}") or {}
-    api_key = config.get(f"{CONFIG_NAMESPACE}:userflowApiKey")
+    api_key = config.get(API_KEY_KEY)
     if not destinations or not subscriptions:
         raise CheckFailed(
             "the stack's state has no Segment destination or Userflow webhook subscription",
@@ -183,13 +183,13 @@ def _aws_target(engine: StackReader, stack: str, overrides: Mapping[str, str | N
         value = client.get_secret_value(SecretId=str(arn))["SecretString"]
         return str(value).split(",")[0]
 
-    api_key = config.get(f"{CONFIG_NAMESPACE}:userflowApiKey")
+    api_key = config.get(API_KEY_KEY)
     return Target(
         stack=stack,
         hosting="aws",
         bridge_url=str(bridge_url).rstrip("/"),
         userflow_api_url=str(overrides.get("userflowApiUrl") or config.get(
-            f"{CONFIG_NAMESPACE}:userflowApiUrl") or "https://api.userflow.com").rstrip("/"),
+            API_URL_KEY) or DEFAULT_API_URL).rstrip("/"),
         userflow_api_key=str(api_key),
         shared_secret=secret("segmentSharedSecretArn"),
         userflow_webhook_secret=secret("userflowWebhookSecretArn"),
@@ -238,7 +238,7 @@ class Verifier:
         return self.http.request(
             method, self.target.userflow_api_url + path, json=body, timeout=HTTP_TIMEOUT_S,
             headers={"Authorization": f"Bearer {self.target.userflow_api_key}",
-                     "Userflow-Version": USERFLOW_VERSION},
+                     "Userflow-Version": API_VERSION},
         )
 
     def _poll(self, probe: Callable[[], bool]) -> bool:
@@ -334,7 +334,7 @@ class Verifier:
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         notification = {
             "id": self.notification_id, "object": "webhook_notification",
-            "api_version": USERFLOW_VERSION, "created_at": now, "topic": "event.tracked",
+            "api_version": API_VERSION, "created_at": now, "topic": "event.tracked",
             "data": {"object": {
                 "id": f"{self.smoke_id}-event", "object": "event", "name": SMOKE_WEBHOOK_EVENT,
                 "attributes": {"smoke_id": self.smoke_id}, "user_id": self.user_id,
