@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
+from bridge_code.jsonenc import compact_encoder
 from bridge_code.stats import DIRECTIONS, Direction
 
 ENVELOPE_VERSION = 1
@@ -20,7 +21,7 @@ MAX_MESSAGE_BYTES = 250 * 1024
 # encoder per call, a visible cost per event). ASCII-only on purpose: a parsed event may hold
 # lone surrogates ("\ud800" is valid JSON) that cannot be encoded as UTF-8, or U+FFFE/U+FFFF,
 # which SQS refuses in a message body; escaped, every value survives the trip unchanged.
-compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+compact_json = compact_encoder(ensure_ascii=True)
 _SQS_REFUSED = ("\ufffe", "\uffff")
 
 
@@ -37,13 +38,20 @@ class Envelope:
 
     def encode(self, raw_event: str | None = None) -> str:
         """The message body; `raw_event` is the event's JSON text as received, if at hand."""
-        if raw_event is None or any(c in raw_event for c in _SQS_REFUSED):
-            event = compact_json(self.event)
-        else:
-            event = raw_event
-        return (f'{{"v":{ENVELOPE_VERSION},"direction":"{self.direction}",'
-                f'"received_at":{compact_json(self.received_at)},'
-                f'"request_id":{compact_json(self.request_id)},"event":{event}}}')
+        return encode_envelope(self.direction, self.event, self.received_at, self.request_id,
+                               raw_event)
+
+
+def encode_envelope(direction: Direction, event: dict[str, Any], received_at: str,
+                    request_id: str, raw_event: str | None = None) -> str:
+    """`Envelope(...).encode(raw_event)` without building the Envelope (the ingest hot path)."""
+    if raw_event is None or _SQS_REFUSED[0] in raw_event or _SQS_REFUSED[1] in raw_event:
+        text = compact_json(event)
+    else:
+        text = raw_event
+    return (f'{{"v":{ENVELOPE_VERSION},"direction":"{direction}",'
+            f'"received_at":{compact_json(received_at)},'
+            f'"request_id":{compact_json(request_id)},"event":{text}}}')
 
 
 def decode_envelope(body: str) -> Envelope:

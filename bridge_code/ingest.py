@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import time
 import uuid
@@ -19,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge_code import VERSION
-from bridge_code.envelope import MAX_MESSAGE_BYTES, Envelope, compact_json
-from bridge_code.logs import log
-from bridge_code.mapping import Skip, segment_skip, userflow_notification_to_segment
+from bridge_code.envelope import MAX_MESSAGE_BYTES, compact_json, encode_envelope
+from bridge_code.logs import log, utc_isoformat
+from bridge_code.mapping import Skip, is_mapping, segment_skip, userflow_notification_to_segment
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.signatures import (
@@ -104,15 +103,15 @@ def _strip_stage(path: str, stage: object) -> str:
 def parse_request(event: Mapping[str, Any]) -> Request:
     """The parts of an API Gateway v2 event the routes need; bad encodings are 400s."""
     context = event.get("requestContext")
-    context = context if isinstance(context, Mapping) else {}
+    context = context if is_mapping(context) else {}
     http = context.get("http")
-    http = http if isinstance(http, Mapping) else {}
+    http = http if is_mapping(http) else {}
     request_id = str(context.get("requestId") or uuid.uuid4())
     method = str(http.get("method") or event.get("httpMethod") or "GET").upper()
     path = str(event.get("rawPath") or http.get("path") or "/")
     headers_in = event.get("headers")
     headers = ({str(k).lower(): str(v) for k, v in headers_in.items()}
-               if isinstance(headers_in, Mapping) else {})
+               if is_mapping(headers_in) else {})
     raw = event.get("body")
     request = Request(request_id, method, _strip_stage(path, context.get("stage")), headers, b"")
     if raw is None:
@@ -133,10 +132,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_json(body: bytes) -> Any:
+# Built once: json.loads with an option builds a decoder per call.
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def parse_json(body: bytes | str) -> Any:
     """Strict JSON: NaN/Infinity are refused because no upstream accepts them."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return _STRICT_JSON.decode(body.decode("utf-8") if isinstance(body, bytes) else body)
     except (ValueError, RecursionError):
         raise BadRequest("request body is not valid JSON") from None
 
@@ -166,9 +169,9 @@ class IngestApp:
     def handle(self, event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
         started = time.perf_counter()
         request_id, route, status = "", "?", 500
-        result = Result(body={})
+        result: Result | None = None
         try:
-            if not isinstance(event, Mapping):
+            if not is_mapping(event):
                 raise BadRequest("event is not an API Gateway request")
             request = parse_request(event)
             request_id, route = request.request_id, request.path
@@ -195,7 +198,8 @@ class IngestApp:
             answer = response(500, {"error": "internal error", "request_id": request_id},
                               request_id)
         log("request", request_id=request_id, route=route, status=status,
-            accepted=result.accepted, skipped=dict(result.skipped),
+            accepted=result.accepted if result else 0,
+            skipped=dict(result.skipped) if result else {},
             duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return answer
 
@@ -219,7 +223,8 @@ class IngestApp:
         header = request.headers.get("x-signature")
         self._verify(secret_id, lambda secrets: verify_segment_signature(
             request.body, header, secrets))
-        payload = parse_json(request.body)
+        text = _utf8(request.body)
+        payload = parse_json(text)
         if isinstance(payload, dict):
             events: list[Any] = [payload]
         elif isinstance(payload, list):
@@ -239,7 +244,7 @@ class IngestApp:
                 keep.append(event)
         # A single event is queued as the bytes Segment sent (already proven valid JSON),
         # sparing a re-serialization on the hot path.
-        raw = request.body.decode("utf-8") if isinstance(payload, dict) and keep else None
+        raw = text if isinstance(payload, dict) and keep else None
         return self._enqueue("segment_to_userflow", keep, request, result, raw)
 
     def userflow(self, request: Request) -> Result:
@@ -250,7 +255,8 @@ class IngestApp:
         now = self.runtime.clock()
         self._verify(secret_id, lambda secrets: verify_userflow_signature(
             request.body, header, secrets, now))
-        payload = parse_json(request.body)
+        text = _utf8(request.body)
+        payload = parse_json(text)
         if not isinstance(payload, dict):
             raise BadRequest("expected a Userflow webhook notification object")
         result = Result(body={})
@@ -258,8 +264,7 @@ class IngestApp:
         if isinstance(mapped, Skip):
             result.skipped[mapped.reason] += 1
             return self._enqueue("userflow_to_segment", [], request, result)
-        return self._enqueue("userflow_to_segment", [payload], request, result,
-                             request.body.decode("utf-8"))
+        return self._enqueue("userflow_to_segment", [payload], request, result, text)
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -297,15 +302,16 @@ class IngestApp:
 
     def _enqueue(self, direction: Direction, events: list[dict[str, Any]], request: Request,
                  result: Result, raw_event: str | None = None) -> Result:
-        received_at = dt.datetime.fromtimestamp(self.runtime.clock(), dt.UTC).isoformat()
-        bodies = [Envelope(direction, event, received_at, request.request_id).encode(
-            raw_event if len(events) == 1 else None) for event in events]
-        for index, body in enumerate(bodies):
-            size = len(body.encode("utf-8"))
+        received_at = utc_isoformat(self.runtime.clock())
+        raw = raw_event if len(events) == 1 else None
+        bodies = [encode_envelope(direction, event, received_at, request.request_id, raw)
+                  for event in events]
+        sizes = [_utf8_size(body) for body in bodies]
+        for index, size in enumerate(sizes):
             if size > MAX_MESSAGE_BYTES:
                 raise PayloadTooLarge(f"event {index} is {size} bytes once enqueued; "
                                       f"the limit is {MAX_MESSAGE_BYTES}")
-        for chunk in _chunks(bodies):
+        for chunk in _chunks(bodies, sizes):
             self._send_batch(direction, chunk)
         stats = self.runtime.stats
         stats.add(direction, "accepted", len(bodies))
@@ -336,12 +342,24 @@ class IngestApp:
         raise ServiceUnavailable("the event queue is unavailable; retry later")
 
 
-def _chunks(bodies: list[str]) -> list[list[str]]:
+def _utf8(body: bytes) -> str:
+    """The body as text; a body that is not UTF-8 is not JSON either (400)."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def _utf8_size(text: str) -> int:
+    # Most bodies are ASCII (the envelope escapes what it re-serializes): no copy needed then.
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _chunks(bodies: list[str], sizes: list[int]) -> list[list[str]]:
     chunks: list[list[str]] = []
     current: list[str] = []
     size = 0
-    for body in bodies:
-        n = len(body.encode("utf-8"))
+    for body, n in zip(bodies, sizes, strict=True):
         if current and (len(current) == SQS_BATCH_ENTRIES or size + n > SQS_BATCH_BYTES):
             chunks.append(current)
             current, size = [], 0

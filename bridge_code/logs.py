@@ -6,17 +6,48 @@ logs, and this keeps both the import and each line cheap.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import sys
 import threading
+import time
 from typing import IO, Any
+
+from bridge_code.jsonenc import compact_encoder
 
 _target: IO[str] | None = None
 # Built once: json.dumps with options builds an encoder per call. default=str keeps an odd
 # field value from ever failing a request.
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_encode = compact_encoder(default=str)
 _lock = threading.Lock()
+# (whole second, its "YYYY-MM-DDTHH:MM:SS" text): formatting a datetime costs a few µs per
+# line; the seconds part changes at most once a second. One tuple, so a racing thread reads
+# a consistent pair.
+_second: tuple[int, str] = (-1, "")
+
+
+def _utc_parts(now: float) -> tuple[str, int]:
+    """("YYYY-MM-DDTHH:MM:SS", microseconds) of a Unix time, rounded as datetime does."""
+    global _second
+    whole = int(now // 1)
+    micros = round((now - whole) * 1e6)  # as datetime.fromtimestamp rounds
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    second, text = _second
+    if whole != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return text, micros
+
+
+def utc_timestamp_ms(now: float | None = None) -> str:
+    """`now` (default: the time) as UTC `datetime.isoformat(timespec="milliseconds")`."""
+    text, micros = _utc_parts(time.time() if now is None else now)
+    return f"{text}.{micros // 1000:03d}+00:00"
+
+
+def utc_isoformat(now: float) -> str:
+    """`datetime.fromtimestamp(now, UTC).isoformat()`, exactly, without building a datetime."""
+    text, micros = _utc_parts(now)
+    return f"{text}.{micros:06d}+00:00" if micros else f"{text}+00:00"
 
 
 def use_stream(stream: IO[str]) -> None:
@@ -26,8 +57,7 @@ def use_stream(stream: IO[str]) -> None:
 
 
 def log(message: str, level: str = "INFO", **fields: Any) -> None:
-    record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-              "level": level, "message": message, **fields}
+    record = {"time": utc_timestamp_ms(), "level": level, "message": message, **fields}
     line = _encode(record) + "\n"
     stream = _target or sys.stdout
     with _lock:

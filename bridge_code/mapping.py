@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeGuard, cast
 from urllib.parse import quote
 
 JsonObject = dict[str, Any]
@@ -67,6 +67,14 @@ class SegmentToUserflow:
     group_id_property: str | None = "company_id"
     nested_objects: NestedPolicy = "flatten"
     name_case: NameCase = "snake_case"
+
+    @functools.cached_property
+    def enabled_types(self) -> frozenset[str]:
+        """The Segment call types switched on; computed once (asked of every event)."""
+        switches = {"identify": self.identify, "track": self.track, "group": self.group,
+                    "page": self.page.enabled, "screen": self.screen.enabled,
+                    "delete": self.delete}
+        return frozenset(kind for kind, on in switches.items() if on)
 
 
 @dataclass(frozen=True)
@@ -299,6 +307,12 @@ def _id_string(value: object) -> str | None:
     return None
 
 
+def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """isinstance(value, Mapping), with parsed JSON's dict decided first: the ABC check costs
+    several times more, and the hot paths ask it of every event."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _object(value: object) -> dict[str, Any]:
     # Parsed JSON only holds dicts, so a dict check is enough (and much cheaper than Mapping).
     return value if isinstance(value, dict) else {}
@@ -317,9 +331,7 @@ def segment_skip(event: object, config: MappingConfig) -> Skip | None:
     kind = event.get("type")
     if not isinstance(kind, str) or kind not in _SEGMENT_TYPES:
         return Skip(SKIP_UNSUPPORTED)
-    enabled = {"identify": cfg.identify, "track": cfg.track, "group": cfg.group,
-               "page": cfg.page.enabled, "screen": cfg.screen.enabled, "delete": cfg.delete}
-    if not enabled[kind]:
+    if kind not in cfg.enabled_types:
         return Skip(SKIP_DISABLED)
     if _id_string(event.get("userId")) is None:
         return Skip(SKIP_NO_USER_ID)
@@ -404,17 +416,17 @@ def userflow_notification_to_segment(notification: object,
                                      config: MappingConfig) -> JsonObject | Skip:
     """Map one Userflow webhook notification to a Segment track or identify message."""
     cfg = config.userflow_to_segment
-    if not isinstance(notification, Mapping):
+    if not is_mapping(notification):
         return Skip(SKIP_INVALID)
     notification_id = _id_string(notification.get("id"))
     topic = notification.get("topic")
     data = notification.get("data")
-    obj = data.get("object") if isinstance(data, Mapping) else None
-    if notification_id is None or not isinstance(topic, str) or not isinstance(obj, Mapping):
+    obj = data.get("object") if is_mapping(data) else None
+    if notification_id is None or not isinstance(topic, str) or not is_mapping(obj):
         return Skip(SKIP_INVALID)
     context: JsonObject = {SEGMENT_MARKER_KEY: dict(SEGMENT_MARKER)}
     attributes = obj.get("attributes")
-    attributes = dict(attributes) if isinstance(attributes, Mapping) else {}
+    attributes = dict(attributes) if is_mapping(attributes) else {}
     if topic == "event.tracked" or topic.startswith("event.tracked."):
         if not cfg.events:
             return Skip(SKIP_DISABLED)

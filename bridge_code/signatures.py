@@ -14,8 +14,11 @@ import json
 import re
 from collections.abc import Sequence
 
+from bridge_code.jsonenc import compact_encoder
+
 USERFLOW_TOLERANCE_SECONDS = 300
 _HEX_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
+_DECODER = json.JSONDecoder()
 
 
 class SignatureError(Exception):
@@ -47,23 +50,23 @@ def _first_element_bytes(raw_body: bytes) -> list[bytes]:
     the two the sender hashed is not documented precisely.
     """
     text = raw_body.decode("utf-8")
-    decoder = json.JSONDecoder()
     start = text.index("[") + 1
     while start < len(text) and text[start] in " \t\r\n":
         start += 1
-    first, end = decoder.raw_decode(text, start)
+    first, end = _DECODER.raw_decode(text, start)
     raw = text[start:end].encode("utf-8")
     compact = json_stringify(first).encode("utf-8")
     return [compact] if compact == raw else [compact, raw]
 
 
+_compact_unicode = compact_encoder(ensure_ascii=False)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_stringify(value: object) -> str:
     """JavaScript's JSON.stringify output for a parsed value: compact, non-ASCII kept, key
     order kept, lone surrogates escaped as \\uXXXX (well-formed JSON.stringify, ES2019)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _compact_unicode(value)
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

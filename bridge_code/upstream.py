@@ -10,6 +10,7 @@ invocation), next to boto3, which imports it anyway: the handler module's import
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,9 +71,30 @@ class UpstreamClient:
         import urllib3
 
         self._urllib3 = urllib3
-        # maxsize matches the delivery threads so no connection is opened and then dropped.
-        self._pool: urllib3.PoolManager = urllib3.PoolManager(
-            num_pools=4, maxsize=pool_size, block=False, retries=False)
+        self._pool_size = pool_size
+        # One connection pool per origin (scheme://host:port), kept for the container's life.
+        # A PoolManager would find the same pool on every call, but parses the URL and builds
+        # a pool key each time (a visible share of a call's CPU); the bridge talks to two
+        # origins, so the pools are looked up by the URL's origin text instead.
+        self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
+        self._pools_lock = threading.Lock()
+
+    def _pool_for(self, url: str) -> tuple[urllib3.HTTPConnectionPool, str]:
+        """The origin's pool and the request target (path and query) of `url`."""
+        scheme_end = url.find("://")
+        path_start = url.find("/", scheme_end + 3) if scheme_end > 0 else -1
+        origin, target = (url, "/") if path_start < 0 else (url[:path_start], url[path_start:])
+        pool = self._pools.get(origin)
+        if pool is None:
+            with self._pools_lock:
+                pool = self._pools.get(origin)
+                if pool is None:
+                    # maxsize matches the delivery threads so no connection is opened and
+                    # then dropped; retries are ours.
+                    pool = self._urllib3.connection_from_url(
+                        origin, maxsize=self._pool_size, block=False, retries=False)
+                    self._pools[origin] = pool
+        return pool, target
 
     def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
              deadline: float) -> Outcome:
@@ -87,8 +109,10 @@ class UpstreamClient:
             timeout = min(self._timeout, remaining)
             retry_after: float | None = None
             try:
-                response = self._pool.request(
-                    method, url, body=body, headers=dict(headers), redirect=False,
+                pool, target = self._pool_for(url)
+                response = pool.urlopen(
+                    method, target, body=body, headers=dict(headers), redirect=False,
+                    retries=False, assert_same_host=False,
                     timeout=self._urllib3.Timeout(connect=min(3.0, timeout), read=timeout))
             except self._urllib3.exceptions.HTTPError as error:
                 status, retryable = None, True
