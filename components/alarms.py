@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -48,7 +49,14 @@ class BridgeAlarms(pulumi.ComponentResource):
         actions = [args.topic_arn] if args.topic_arn else []
         # Shared by all three: no data (an idle bridge) is healthy, and the threshold is met
         # by >= (a single dead-lettered event is worth a look).
-        comparison, missing_data = "GreaterThanOrEqualToThreshold", "notBreaching"
+        common: dict[str, Any] = {
+            "alarm_actions": actions,
+            "ok_actions": actions,
+            "evaluation_periods": args.evaluation_periods,
+            "comparison_operator": "GreaterThanOrEqualToThreshold",
+            "treat_missing_data": "notBreaching",
+            "opts": child,
+        }
 
         dead_letter = aws.cloudwatch.MetricAlarm(
             f"{name}-dead-letter",
@@ -60,12 +68,7 @@ class BridgeAlarms(pulumi.ComponentResource):
             statistic="Maximum",
             period=args.period_seconds,
             threshold=args.dead_letter_threshold,
-            alarm_actions=actions,
-            ok_actions=actions,
-            evaluation_periods=args.evaluation_periods,
-            comparison_operator=comparison,
-            treat_missing_data=missing_data,
-            opts=child,
+            **common,
         )
         delivery_errors = aws.cloudwatch.MetricAlarm(
             f"{name}-delivery-errors",
@@ -77,12 +80,7 @@ class BridgeAlarms(pulumi.ComponentResource):
             statistic="Sum",
             period=args.period_seconds,
             threshold=args.delivery_errors_threshold,
-            alarm_actions=actions,
-            ok_actions=actions,
-            evaluation_periods=args.evaluation_periods,
-            comparison_operator=comparison,
-            treat_missing_data=missing_data,
-            opts=child,
+            **common,
         )
         api_dimensions = {"ApiId": args.api_id, "Stage": args.stage_name}
         api_5xx = aws.cloudwatch.MetricAlarm(
@@ -111,12 +109,7 @@ class BridgeAlarms(pulumi.ComponentResource):
                     for query_id, metric_name in (("errors", "5xx"), ("requests", "Count"))
                 ),
             ],
-            alarm_actions=actions,
-            ok_actions=actions,
-            evaluation_periods=args.evaluation_periods,
-            comparison_operator=comparison,
-            treat_missing_data=missing_data,
-            opts=child,
+            **common,
         )
 
         self.alarm_names = pulumi.Output.all(dead_letter.name, delivery_errors.name, api_5xx.name)
