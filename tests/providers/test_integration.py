@@ -9,7 +9,6 @@ from typing import Any
 
 import pulumi
 import pytest
-from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
@@ -18,6 +17,7 @@ from components.segment_destination import SegmentWebhookDestinationProvider
 from components.segment_source import SegmentSourceLookupProvider, SegmentSourceProvider
 from components.userflow_webhook import DEFAULT_TOPICS, UserflowWebhookSubscriptionProvider
 from tests.providers.conftest import unpickle
+from tests.recording_monitor import RecordingMonitor
 
 TOKEN = "seg-token-in-config-123"
 API_KEY = "ak_in_config_456"
@@ -46,25 +46,6 @@ class ProviderOutputs(pulumi_mocks.Mocks):
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> Any:
         raise AssertionError(f"unexpected invoke {args.token}")
-
-
-class RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
-        super().__init__(mocks)
-        self.registrations: list[dict[str, Any]] = []
-
-    def RegisterResource(self, request: Any) -> Any:  # the gRPC method name
-        if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(
-                {
-                    "type": request.type,
-                    "name": request.name,
-                    "parent": request.parent,
-                    "inputs": json_format.MessageToDict(request.object),
-                    "additional_secret_outputs": list(request.additionalSecretOutputs),
-                }
-            )
-        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture

@@ -23,8 +23,9 @@ from typing import Any
 
 import pulumi
 import yaml
-from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
+
+from tests.recording_monitor import RecordingMonitor
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "userflow-segment"
@@ -143,30 +144,6 @@ class StackMocks(pulumi_mocks.Mocks):
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         # The program uses no invokes (policies are built as data); any call is a finding.
         raise AssertionError(f"unexpected invoke {args.token}")
-
-
-class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The mock monitor, keeping each registration request as the engine would see it."""
-
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
-        super().__init__(mocks)
-        self.registrations: list[dict[str, Any]] = []
-
-    def RegisterResource(self, request: Any) -> Any:  # the gRPC method name
-        if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(
-                {
-                    "type": request.type,
-                    "name": request.name,
-                    "parent": request.parent,
-                    "custom": request.custom,
-                    "protect": request.protect,
-                    "inputs": json_format.MessageToDict(request.object),
-                    "additional_secret_outputs": list(request.additionalSecretOutputs),
-                    "dependencies": list(request.dependencies),
-                }
-            )
-        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 class WarningRecorder(logging.Handler):
