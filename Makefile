@@ -11,9 +11,9 @@ setup: .venv/.installed
 	@bash scripts/ensure-engine.sh
 	@bash scripts/ensure-actionlint.sh
 
-.venv/.installed: requirements.txt
+.venv/.installed: requirements.txt constraints.txt
 	@test -x $(PY) || python3 -m venv .venv
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	@touch $@
 
 demo: setup

@@ -41,3 +41,22 @@ def test_the_engine_has_its_python_helpers_beside_it() -> None:
         path = ENGINE / name
         assert path.exists(), f"{name} missing from {ENGINE}: run `make setup`"
         assert path.stat().st_mode & 0o111, f"{name} is not executable"
+
+
+def pins(path: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        spec = line.split("#", 1)[0].strip()
+        if "==" in spec:
+            name, pinned = spec.split("==", 1)
+            found[re.sub(r"\[.*\]", "", name).strip().lower().replace("_", "-")] = pinned.strip()
+    return found
+
+
+def test_every_requirement_is_locked_at_its_pinned_version() -> None:
+    # GIVEN the hand-pinned requirements and the full lock of what they resolve to
+    required, locked = pins(ROOT / "requirements.txt"), pins(ROOT / "constraints.txt")
+    # THEN the lock holds each requirement at the very same version
+    mismatched = {name: (want, locked.get(name)) for name, want in required.items()
+                  if locked.get(name) != want}
+    assert not mismatched, f"regenerate constraints.txt (pip freeze): {mismatched}"
