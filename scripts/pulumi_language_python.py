@@ -95,6 +95,10 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     def Run(self, request: Any, context: Any) -> Any:
         info = request.info if request.HasField("info") else None
         root = Path(info.root_directory if info and info.root_directory else request.pwd or ".")
+        if not self.exec_shim.is_file():
+            return language_pb2.RunResponse(
+                error=f"{self.exec_shim} is missing: run `make setup` (scripts/ensure-engine.sh "
+                "puts Pulumi's exec shim next to the language host)")
         try:
             python = python_for(root, runtime_options(info))
         except RuntimeError as err:
@@ -108,7 +112,7 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
             ("stack", request.stack),
             ("pwd", request.pwd),
             ("dry_run", "true" if request.dryRun else "false"),
-            ("parallel", str(request.parallel) if request.parallel else ""),
+            ("parallel", str(request.parallel)),  # the shim needs it, as Pulumi's host sends it
             ("organization", request.organization),
             ("root_directory", str(root) if info and info.root_directory else ""),
         ):
