@@ -3,7 +3,8 @@
 The security properties are read from the parsed YAML: which jobs run on which event (each
 job's `if:` evaluated for that event), which secrets and variables each of them can see,
 with which permissions, and in which GitHub environment. A pull request runs the PR's own
-program code, so nothing it can reach may write.
+program code, so nothing it can reach may write. One engine test holds the measurement the
+preview job rests on: a preview of the local stack calls neither Segment nor Userflow.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
+from sandbox.engine import Engine
+from sandbox.segment_emulator import SegmentEmulator
+from sandbox.stack_services import free_port
+from sandbox.userflow_emulator import UserflowEmulator
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "pulumi.yml"
 ACTIONLINT = ROOT / ".tools" / "bin" / "actionlint"
@@ -27,6 +33,8 @@ DEPLOY_ENVIRONMENTS = {"staging", "production"}
 PREVIEW_ENVIRONMENTS = {"staging-preview", "production-preview"}
 # The only credential a pull request may hold: Pulumi stack read (docs/ci.md).
 PREVIEW_SECRETS = {"PULUMI_PREVIEW_TOKEN"}
+# What the preview job sets instead of the Segment and Userflow credentials.
+STAND_IN = "not-a-credential-preview-calls-no-api"
 
 
 def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -376,3 +384,62 @@ def test_no_secret_is_written_inline() -> None:
             if re.match(rf"\s*{key}:", line):
                 assert "${{ secrets." in line, line
     assert not re.search(r"ak_[A-Za-z0-9]{6,}", text)
+
+
+def test_the_preview_job_sets_stand_ins_not_credentials() -> None:
+    runs = " ".join(str(s.get("run", "")) for s in jobs()["preview"]["steps"])
+    for key in ("segmentToken", "userflowApiKey"):
+        assert f"{key} {STAND_IN}" in runs
+
+
+# -- the measurement the preview job rests on: a preview calls neither API -------------------
+
+Emulators = tuple[SegmentEmulator, UserflowEmulator]
+
+
+def _marks(emulators: Emulators) -> tuple[int, ...]:
+    return tuple(len(e.request_log()) for e in emulators)
+
+
+def _api_calls_since(emulators: Emulators, marks: tuple[int, ...]) -> list[tuple[str, int]]:
+    """(method and path, status) of each API call the emulators received after `marks`."""
+    return [(f"{r['method']} {r['path']}", int(r["status"]))
+            for e, mark in zip(emulators, marks, strict=True) for r in e.request_log()[mark:]]
+
+
+@pytest.mark.engine
+def test_preview_calls_neither_api_and_refresh_uses_the_states_credentials(
+    tmp_path: Path,
+) -> None:
+    with SegmentEmulator() as segment, UserflowEmulator() as userflow:
+        engine = Engine(state_dir=tmp_path / "state")
+        engine.ensure_stack("local")
+        urls = {"bridgeUrl": f"http://127.0.0.1:{free_port()}", "segmentApiUrl": segment.url,
+                "segmentTrackingUrl": segment.url, "userflowApiUrl": userflow.url}
+        # GIVEN the local stack deployed with the sandbox's real credentials
+        with engine.config_copy("local", urls) as deployed:
+            engine.up("local", deployed)
+        try:
+            # WHEN a PR previews it with the workflow's stand-ins and an update pending
+            pending = {**urls, "segmentEventTypes": '["identify"]'}
+            with engine.config_copy("local", pending) as pr_config:
+                for key in ("segmentToken", "userflowApiKey"):
+                    engine.run(["config", "set", "--secret", f"userflow-segment:{key}", STAND_IN,
+                                "--stack", "local", "--config-file", str(pr_config)])
+                emulators = (segment, userflow)
+                before = _marks(emulators)
+                preview = engine.preview("local", pr_config)
+                # THEN it succeeds and shows the update without calling Segment or Userflow
+                assert preview.summary.count("update") == 1
+                assert _api_calls_since(emulators, before) == []
+                # AND a refresh reads both APIs successfully although the config holds only
+                # stand-ins: it uses the deploy credentials kept in the state (hence no
+                # refresh in a PR)
+                refreshed = engine.run(["preview", "--refresh", "--stack", "local",
+                                        "--config-file", str(pr_config)])
+                assert refreshed.returncode == 0
+                reads = _api_calls_since(emulators, before)
+                assert reads and all(c.startswith("GET ") and s == 200 for c, s in reads)
+        finally:
+            with engine.config_copy("local", urls) as deployed:
+                engine.destroy("local", deployed)
