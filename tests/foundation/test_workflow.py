@@ -153,10 +153,15 @@ DISPATCH_MAIN = Trigger("workflow_dispatch", "refs/heads/main")
 DISPATCH_BRANCH = Trigger("workflow_dispatch", "refs/heads/feature")
 
 
+def triggers() -> dict[str, Any]:
+    """The workflow's `on:` (PyYAML reads the bare key `on` as the boolean True)."""
+    on: dict[str, Any] = load().get("on") or load()[True]  # type: ignore[index]
+    return on
+
+
 def triggered(trigger: Trigger) -> bool:
     """Whether the workflow's `on:` starts for this trigger at all."""
-    # PyYAML reads the bare key `on` as the boolean True.
-    on: dict[str, Any] = load().get("on") or load()[True]  # type: ignore[index]
+    on = triggers()
     if trigger.event not in on:
         return False
     branches = (on[trigger.event] or {}).get("branches")
@@ -281,6 +286,12 @@ def test_the_expression_reader_is_faithful() -> None:
         "push branch"])
 def test_which_jobs_run_on_which_event(trigger: Trigger, expected: set[str]) -> None:
     assert running_jobs(trigger) == expected
+
+
+def test_no_trigger_runs_a_pr_with_the_base_repositorys_secrets() -> None:
+    # pull_request_target and workflow_run run with the base repository's secrets even for a
+    # fork's PR; this workflow must never need them.
+    assert set(triggers()) == {"pull_request", "push", "workflow_dispatch"}
 
 
 def test_a_fork_pull_request_gets_no_credential_at_all() -> None:
