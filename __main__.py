@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pulumi
 
-from components.alarms import BridgeAlarms, BridgeAlarmsArgs
-from components.api import BridgeApi, BridgeApiArgs, route_urls
+from components.aws.alarms import BridgeAlarms, BridgeAlarmsArgs
+from components.aws.api import BridgeApi, BridgeApiArgs, route_urls
 from components.config import PROJECT_ROOT, StackConfig, load_config
-from components.functions import BridgeFunctions, BridgeFunctionsArgs
+from components.aws.functions import BridgeFunctions, BridgeFunctionsArgs
 from components.integration import IntegrationArgs, SegmentUserflowIntegration
-from components.packaging import write_bridge_archive
-from components.queue import BridgeQueue, BridgeQueueArgs
-from components.secrets import BridgeSecrets, BridgeSecretsArgs, BridgeSecretValues
+from components.aws.packaging import write_bridge_archive
+from components.aws.queue import BridgeQueue, BridgeQueueArgs
+from components.aws.secrets import BridgeSecrets, BridgeSecretsArgs, BridgeSecretValues
 
 
 def integration_args(config: StackConfig, bridge_url: pulumi.Input[str]) -> IntegrationArgs:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from components.config import StackConfig
-from components.queue import visibility_timeout_seconds
+from components.aws.queue import visibility_timeout_seconds
 from tests.stacks.conftest import RunStack, succeeded
 from tests.stacks.graph import Run, environment, inputs, resources
 from tests.stacks.test_stack_programs import effective
