@@ -13,12 +13,12 @@ import pulumi
 
 from components.aws.alarms import BridgeAlarms, BridgeAlarmsArgs
 from components.aws.api import BridgeApi, BridgeApiArgs, route_urls
-from components.config import PROJECT_ROOT, StackConfig, load_config
 from components.aws.functions import BridgeFunctions, BridgeFunctionsArgs
-from components.integration import IntegrationArgs, SegmentUserflowIntegration
 from components.aws.packaging import write_bridge_archive
 from components.aws.queue import BridgeQueue, BridgeQueueArgs
 from components.aws.secrets import BridgeSecrets, BridgeSecretsArgs, BridgeSecretValues
+from components.config import PROJECT_ROOT, StackConfig, load_config
+from components.integration import IntegrationArgs, SegmentUserflowIntegration
 
 
 def integration_args(config: StackConfig, bridge_url: pulumi.Input[str]) -> IntegrationArgs:
