@@ -1,8 +1,8 @@
 """A Pulumi mock monitor that keeps each resource registration as the engine would see it.
 
 Shared by the mocks tests of the integration component and of whole stacks: type, logical
-name, parent, custom/protect flags, raw inputs (with Pulumi's secret markers intact),
-additional secret outputs and dependencies.
+name, URN (as the mocks compute it), parent, custom/protect flags, raw inputs (with Pulumi's
+secret markers intact), additional secret outputs, dependencies and aliases (as sent).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations: list[dict[str, Any]] = []
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
                 {
                     "type": request.type,
+                    "urn": response.urn,
                     "name": request.name,
                     "parent": request.parent,
                     "custom": request.custom,
@@ -32,6 +34,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "inputs": json_format.MessageToDict(request.object),
                     "additional_secret_outputs": list(request.additionalSecretOutputs),
                     "dependencies": list(request.dependencies),
+                    "aliases": [json_format.MessageToDict(a) for a in request.aliases],
                 }
             )
-        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        return response

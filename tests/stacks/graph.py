@@ -63,3 +63,42 @@ def environment(run: Run) -> str:
 def policy(resource: Resource) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(resource["inputs"]["policy"])
     return document
+
+
+def qualified_type(run: Run, resource: Resource) -> str:
+    """The type part of the resource's URN as the engine writes it: every ancestor's type,
+    outermost first, joined by `$` (the mocks keep only the parent's)."""
+    by_urn = {r["urn"]: r for r in resources(run)}
+    chain = [resource["type"]]
+    parent = by_urn.get(resource["parent"])
+    while parent is not None:
+        chain.insert(0, parent["type"])
+        parent = by_urn.get(parent["parent"])
+    return "$".join(chain)
+
+
+def urn(run: Run, qualified: str, name: str) -> str:
+    return f"urn:pulumi:{run['stack']}::{PROJECT}::{qualified}::{name}"
+
+
+def engine_urn(run: Run, resource: Resource) -> str:
+    return urn(run, qualified_type(run, resource), resource["name"])
+
+
+def alias_urns(run: Run, resource: Resource) -> set[str]:
+    """The URNs the engine accepts as this resource's former ones, by the rule of Pulumi's
+    aliases (https://www.pulumi.com/docs/iac/concepts/options/aliases/): a resource's own
+    alias specs, and each of its parent's former URNs with this resource beneath it. Only
+    the spec forms the program uses are resolved; any other fails loudly."""
+    found: set[str] = set()
+    for alias in resource["aliases"]:
+        spec = alias.get("spec")
+        assert spec is not None and set(spec) == {"noParent"} and spec["noParent"], alias
+        found.add(urn(run, resource["type"], resource["name"]))
+    by_urn = {r["urn"]: r for r in resources(run)}
+    parent = by_urn.get(resource["parent"])
+    if parent is not None:
+        for former in alias_urns(run, parent):
+            parent_type = former.split("::")[2]
+            found.add(urn(run, f"{parent_type}${resource['type']}", resource["name"]))
+    return found

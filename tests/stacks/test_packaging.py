@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.packaging import (
+from components.aws.packaging import (
     FIXED_DATE_TIME,
     MAX_ZIP_BYTES,
     PackagingError,

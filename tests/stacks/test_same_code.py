@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from components.aws.queue import visibility_timeout_seconds
 from components.config import StackConfig
-from components.queue import visibility_timeout_seconds
 from tests.stacks.conftest import RunStack, succeeded
 from tests.stacks.graph import Run, environment, inputs, resources
 from tests.stacks.test_stack_programs import effective

@@ -14,10 +14,10 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.aws.functions import DELIVERY_HANDLER, INGEST_HANDLER
+from components.aws.packaging import MAX_ZIP_BYTES
+from components.aws.queue import VISIBILITY_TIMEOUT_FACTOR
 from components.config import SECRET_KEYS, StackConfig, parse_config
-from components.functions import DELIVERY_HANDLER, INGEST_HANDLER
-from components.packaging import MAX_ZIP_BYTES
-from components.queue import VISIBILITY_TIMEOUT_FACTOR
 from tests.stacks.conftest import RunStack, succeeded
 from tests.stacks.graph import (
     Run,

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.project import component_type
+from components.project import SEGMENT_ROUTE_PATH, USERFLOW_ROUTE_PATH, component_type
 
-# The bridge's paths (the local bridge serves the same ones).
-SEGMENT_PATH, USERFLOW_PATH, HEALTH_PATH = "/segment", "/userflow", "/health"
-ROUTES = (f"POST {SEGMENT_PATH}", f"POST {USERFLOW_PATH}", f"GET {HEALTH_PATH}")
+# Health is the bridge's own route: nothing outside the bridge and this API calls it.
+HEALTH_ROUTE_PATH = "/health"
+# The routes bridge_code/ingest.py serves (the local bridge serves the same ones).
+ROUTES = (f"POST {SEGMENT_ROUTE_PATH}", f"POST {USERFLOW_ROUTE_PATH}", f"GET {HEALTH_ROUTE_PATH}")
 STAGE_NAME = "$default"  # the only stage whose URL carries no stage path
 # HTTP APIs cap an integration at 30 s.
 MAX_INTEGRATION_TIMEOUT_MS = 30_000
@@ -60,9 +61,9 @@ def route_urls(bridge_url: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
     return {
         export: pulumi.Output.concat(bridge_url, path)
         for export, path in (
-            ("segmentRouteUrl", SEGMENT_PATH),
-            ("userflowRouteUrl", USERFLOW_PATH),
-            ("healthUrl", HEALTH_PATH),
+            ("segmentRouteUrl", SEGMENT_ROUTE_PATH),
+            ("userflowRouteUrl", USERFLOW_ROUTE_PATH),
+            ("healthUrl", HEALTH_ROUTE_PATH),
         )
     }
 

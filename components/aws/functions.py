@@ -2,7 +2,7 @@
 
 Least privilege, built as data: each role may read only the secrets its function uses, touch
 only this environment's queues, and write only to its own log group. The functions' code is
-the deterministic zip from `components.packaging`; the handlers are the agreed entry points
+the deterministic zip from `components.aws.packaging`; the handlers are the agreed entry points
 (docs/ARCHITECTURE.md).
 """
 

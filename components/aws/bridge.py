@@ -1,0 +1,199 @@
+"""The bridge on AWS as one component: secrets -> queue -> functions -> API -> alarms.
+
+A component of components (the shape of pulumi/examples' aws-py-hub-and-spoke-network
+`spoke.py`): the five parts are children of `AwsBridge`, wired to each other here so the
+program only says "an AWS bridge for this config".
+
+Stacks deployed before `AwsBridge` existed hold the five parts at the stack's root. Each part
+keeps its logical name and carries an alias to its root-level URN; the engine extends a
+parent's aliases to its descendants, so such a stack updates in place and replaces nothing.
+
+Two steps, because of a cycle between components (not between resources): the Segment and
+Userflow resources need the bridge's URL, and three of the four secret values come from them.
+So the bridge is built first and `store_secret_values` adds the values once they exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+from components.aws.alarms import BridgeAlarms, BridgeAlarmsArgs
+from components.aws.api import BridgeApi, BridgeApiArgs, route_urls
+from components.aws.functions import BridgeFunctions, BridgeFunctionsArgs
+from components.aws.packaging import BridgeArchive
+from components.aws.queue import BridgeQueue, BridgeQueueArgs
+from components.aws.secrets import BridgeSecrets, BridgeSecretsArgs, BridgeSecretValues
+from components.project import component_type
+
+if TYPE_CHECKING:
+    from components.config import StackConfig
+
+
+@dataclass(frozen=True)
+class AwsBridgeArgs:
+    """What the AWS bridge needs: the built zip and the stack's settings for its parts."""
+
+    archive: BridgeArchive
+    """The deterministic bridge zip, already written (components.aws.packaging)."""
+    name_prefix: str
+    """Prefix of every physical name (carries the environment)."""
+    userflow_api_url: str
+    """Where delivery writes to Userflow."""
+    segment_tracking_url: str
+    """Where delivery writes to Segment (its Tracking API)."""
+    secret_recovery_window_days: int
+    """0 deletes a secret at once (a stack can be rebuilt with the same names); 7-30 a grace."""
+    secrets_ttl_seconds: int
+    """How long the functions cache a secret's value."""
+    ingest_timeout_seconds: int
+    """Ingest's timeout; sizes the API's integration timeout."""
+    delivery_timeout_seconds: int
+    """Delivery's timeout; sizes the work queue's visibility timeout."""
+    ingest_reserved_concurrency: int
+    """Ingest's reserved concurrency; -1 leaves it on the account's unreserved pool."""
+    delivery_reserved_concurrency: int
+    """Delivery's reserved concurrency (-1: unreserved); 2 or more also caps the poller."""
+    delivery_batch_size: int
+    """Queue messages per delivery invocation."""
+    delivery_batch_window_seconds: int
+    """How long the queue poller gathers a batch."""
+    max_receive_count: int
+    """Receives before a message moves to the dead-letter queue."""
+    log_retention_days: int
+    """Retention of the functions' and the API's log groups."""
+    api_throttle_burst_limit: int
+    """The API stage's burst limit (requests)."""
+    api_throttle_rate_limit: float
+    """The API stage's steady limit (requests per second)."""
+    alarm_topic_arn: str | None
+    """SNS topic notified on alarm and recovery; None: alarms only show in the console."""
+    alarm_dead_letter_threshold: int
+    """Visible dead-letter messages that raise the alarm."""
+    alarm_delivery_errors_threshold: int
+    """Delivery invocation errors per period that raise the alarm."""
+    alarm_api_5xx_rate_percent: float
+    """Share of API requests answered 5xx (percent) that raises the alarm."""
+    alarm_period_seconds: int
+    """The alarms' metric period."""
+    alarm_evaluation_periods: int
+    """Periods over which an alarm's threshold must be met."""
+
+    @classmethod
+    def from_config(cls, config: StackConfig, archive: BridgeArchive) -> AwsBridgeArgs:
+        """The settings read from the stack's config: every field but the archive is named
+        exactly as on `StackConfig`, so a field added here is read from there."""
+        settings: dict[str, Any] = {
+            field.name: getattr(config, field.name)
+            for field in fields(cls)
+            if field.name != "archive"
+        }
+        return cls(archive=archive, **settings)
+
+
+# Where each part sat before it was a child of AwsBridge: at the stack's root.
+MOVED_FROM_ROOT = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)
+
+
+class AwsBridge(pulumi.ComponentResource):
+    """The bridge on AWS: an HTTPS API in front of ingest, a queue, delivery, alarms."""
+
+    bridge_url: pulumi.Output[str]
+    """The API's base URL; `route_urls` appends the routes."""
+    exports: dict[str, pulumi.Output[Any]]
+    """The stack outputs of the AWS side, keyed by export name (never a secret value)."""
+
+    def __init__(
+        self, name: str, args: AwsBridgeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(component_type("AwsBridge"), name, None, opts)
+        part = pulumi.ResourceOptions(parent=self, aliases=[MOVED_FROM_ROOT])
+        self.secrets = BridgeSecrets(
+            "secrets", BridgeSecretsArgs(args.name_prefix, args.secret_recovery_window_days), part
+        )
+        self.queue = BridgeQueue(
+            "queue",
+            BridgeQueueArgs(args.name_prefix, args.delivery_timeout_seconds,
+                            args.max_receive_count),
+            part,
+        )
+        self.functions = BridgeFunctions("functions", self._functions_args(args), part)
+        self.api = BridgeApi(
+            "api",
+            BridgeApiArgs(
+                name_prefix=args.name_prefix,
+                ingest_function_name=self.functions.ingest_function_name,
+                ingest_invoke_arn=self.functions.ingest_invoke_arn,
+                ingest_timeout_seconds=args.ingest_timeout_seconds,
+                throttle_burst_limit=args.api_throttle_burst_limit,
+                throttle_rate_limit=args.api_throttle_rate_limit,
+                log_retention_days=args.log_retention_days,
+            ),
+            part,
+        )
+        self.alarms = BridgeAlarms("alarms", self._alarms_args(args), part)
+        self.bridge_url = self.api.bridge_url
+        self.exports = {
+            "userflowApiKeySecretArn": self.secrets.userflow_api_key_arn,
+            "segmentWriteKeySecretArn": self.secrets.segment_write_key_arn,
+            "segmentSharedSecretArn": self.secrets.segment_shared_secret_arn,
+            "userflowWebhookSecretArn": self.secrets.userflow_webhook_secret_arn,
+            "queueUrl": self.queue.queue_url,
+            "deadLetterQueueUrl": self.queue.dead_letter_queue_url,
+            "ingestLogGroupName": self.functions.ingest_log_group_name,
+            "deliveryLogGroupName": self.functions.delivery_log_group_name,
+            "apiAccessLogGroupName": self.api.access_log_group_name,
+            "bridgeZipSha256": pulumi.Output.from_input(args.archive.sha256),
+        }
+        self.register_outputs(
+            {"bridgeUrl": self.bridge_url, **route_urls(self.bridge_url), **self.exports}
+        )
+
+    def store_secret_values(self, values: BridgeSecretValues) -> None:
+        """Store the four values (each kept a Pulumi secret) once their sources exist."""
+        self.secrets.store_values(values)
+
+    def _functions_args(self, args: AwsBridgeArgs) -> BridgeFunctionsArgs:
+        return BridgeFunctionsArgs(
+            name_prefix=args.name_prefix,
+            # Relative to the project (Pulumi runs programs from there), so the state does
+            # not depend on where the repository is checked out.
+            archive_path=Path(os.path.relpath(args.archive.path)),
+            queue_arn=self.queue.queue_arn,
+            queue_url=self.queue.queue_url,
+            dead_letter_queue_arn=self.queue.dead_letter_queue_arn,
+            dead_letter_queue_url=self.queue.dead_letter_queue_url,
+            segment_shared_secret_arn=self.secrets.segment_shared_secret_arn,
+            userflow_webhook_secret_arn=self.secrets.userflow_webhook_secret_arn,
+            userflow_api_key_arn=self.secrets.userflow_api_key_arn,
+            segment_write_key_arn=self.secrets.segment_write_key_arn,
+            userflow_api_url=args.userflow_api_url,
+            segment_tracking_url=args.segment_tracking_url,
+            secrets_ttl_seconds=args.secrets_ttl_seconds,
+            ingest_timeout_seconds=args.ingest_timeout_seconds,
+            delivery_timeout_seconds=args.delivery_timeout_seconds,
+            ingest_reserved_concurrency=args.ingest_reserved_concurrency,
+            delivery_reserved_concurrency=args.delivery_reserved_concurrency,
+            delivery_batch_size=args.delivery_batch_size,
+            delivery_batch_window_seconds=args.delivery_batch_window_seconds,
+            log_retention_days=args.log_retention_days,
+        )
+
+    def _alarms_args(self, args: AwsBridgeArgs) -> BridgeAlarmsArgs:
+        return BridgeAlarmsArgs(
+            name_prefix=args.name_prefix,
+            dead_letter_queue_name=self.queue.dead_letter_queue_name,
+            delivery_function_name=self.functions.delivery_function_name,
+            api_id=self.api.api_id,
+            stage_name=self.api.stage_name,
+            dead_letter_threshold=args.alarm_dead_letter_threshold,
+            delivery_errors_threshold=args.alarm_delivery_errors_threshold,
+            api_5xx_rate_percent=args.alarm_api_5xx_rate_percent,
+            period_seconds=args.alarm_period_seconds,
+            evaluation_periods=args.alarm_evaluation_periods,
+            topic_arn=args.alarm_topic_arn,
+        )
