@@ -1,4 +1,4 @@
-"""`python -m sandbox verify` against the deployed local stack: passes when the integration
+"""`python -m ops verify` against the deployed local stack: passes when the integration
 works, fails clearly (non-zero, a FAIL line saying where to look) when the bridge is down."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import verify
+from ops import verify
+from ops.engine import Engine
 from sandbox.demo import read_stack_secrets
-from sandbox.engine import Engine
 from sandbox.local_bridge import LocalBridge
 from sandbox.segment_emulator import SegmentEmulator
-from sandbox.stack_services import free_port
+from sandbox.services import free_port
 from sandbox.userflow_emulator import UserflowEmulator
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import engine as engine_module
-from sandbox.engine import (
+from ops import engine as engine_module
+from ops.engine import (
     ChangeSummary,
     Engine,
     EngineError,

@@ -1,4 +1,4 @@
-"""`python -m sandbox verify --stack NAME` (`make verify STACK=NAME`): prove a deployed stack
+"""`python -m ops verify --stack NAME` (`make verify STACK=NAME`): prove a deployed stack
 works end to end, with a dedicated smoke-test user, and clean up after itself.
 
 Checks, in order (each prints PASS or FAIL, a FAIL says what to look at):
@@ -39,7 +39,7 @@ import requests
 
 from bridge_code.signatures import sign_segment, sign_userflow
 from components.userflow_api import API_KEY_KEY, API_URL_KEY, API_VERSION, DEFAULT_API_URL
-from sandbox.engine import (
+from ops.engine import (
     CONFIG_NAMESPACE,
     DEFAULT_STATE_DIR,
     Engine,
@@ -450,7 +450,7 @@ def _as_list(value: Any) -> list[Mapping[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sandbox verify", description=(
+    parser = argparse.ArgumentParser(prog="python -m ops verify", description=(
         "End-to-end checks of a deployed stack with a smoke-test user; exit 0 if all pass."))
     parser.add_argument("--stack", required=True, help="the stack (environment) to verify")
     parser.add_argument("--state-dir", type=Path, default=None,
