@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pulumi import automation as auto
@@ -67,11 +67,16 @@ _SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - public en
 SECRET_MASK = "[secret]"  # noqa: S105 - a placeholder, not a secret
 DEFAULT_TIMEOUT_S = 600.0
 
-# The engine's words when it cannot decrypt: the passphrase is missing or wrong
-# (pkg/secrets/passphrase in github.com/pulumi/pulumi), or a cloud secrets provider
-# (awskms://, gcpkms://, ...) refused or could not be reached.
-_PASSPHRASE_TROUBLE = re.compile(r"PULUMI_CONFIG_PASSPHRASE|incorrect passphrase")
-_DECRYPT_TROUBLE = re.compile(r"decrypt|secrets manager|secrets provider", re.IGNORECASE)
+# The engine's words when it cannot decrypt, first match wins: no passphrase in the
+# environment, a passphrase that is not the stack's (both from pkg/secrets/passphrase in
+# github.com/pulumi/pulumi), or a cloud secrets provider (awskms://, gcpkms://, ...) that
+# refused or could not be reached.
+SecretsTrouble = Literal["no passphrase", "wrong passphrase", "secrets provider"]
+_SECRETS_TROUBLE: tuple[tuple[re.Pattern[str], SecretsTrouble], ...] = (
+    (re.compile(r"passphrase must be set"), "no passphrase"),
+    (re.compile(r"incorrect passphrase"), "wrong passphrase"),
+    (re.compile(r"decrypt|secrets manager|secrets provider", re.IGNORECASE), "secrets provider"),
+)
 
 LineSink = Callable[[str], None]
 
@@ -85,12 +90,11 @@ class EngineMissing(EngineError):
 
 
 class SecretsUnavailable(EngineError):
-    """The engine cannot decrypt the stack's secrets: no passphrase, a wrong one, or a secrets
-    provider it cannot use. `passphrase` says which of the two kinds it is."""
+    """The engine cannot decrypt the stack's secrets; `trouble` says why."""
 
-    def __init__(self, message: str, *, passphrase: bool) -> None:
+    def __init__(self, message: str, trouble: SecretsTrouble) -> None:
         super().__init__(message)
-        self.passphrase = passphrase
+        self.trouble: SecretsTrouble = trouble
 
 
 def find_engine() -> Path:
@@ -459,8 +463,7 @@ def command_error(
     if not sensitive:
         detail = "\n".join(filter(None, [_tail(stdout, 40), detail]))
     message = f"`pulumi {' '.join(args)}` failed (exit {code}):\n{detail}"
-    if _PASSPHRASE_TROUBLE.search(stderr):
-        return SecretsUnavailable(message, passphrase=True)
-    if _DECRYPT_TROUBLE.search(stderr):
-        return SecretsUnavailable(message, passphrase=False)
+    for pattern, trouble in _SECRETS_TROUBLE:
+        if pattern.search(stderr):
+            return SecretsUnavailable(message, trouble)
     return EngineError(message)

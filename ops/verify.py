@@ -44,6 +44,8 @@ from ops.engine import (
     DEFAULT_STATE_DIR,
     Engine,
     EngineError,
+    SecretsTrouble,
+    SecretsUnavailable,
     resource_outputs,
 )
 
@@ -53,6 +55,24 @@ SMOKE_EVENT = "Userflow Bridge Smoke Test"
 SMOKE_EVENT_USERFLOW = "userflow_bridge_smoke_test"
 SMOKE_WEBHOOK_EVENT = "flow_completed"
 SESSION_FILE = "sandbox-session-{stack}.json"
+
+# What verify says when the engine cannot decrypt the stack's secrets (detail, where to look):
+# the stack exists, so "is it deployed?" would send the user the wrong way.
+SECRETS_ADVICE: dict[SecretsTrouble, tuple[str, str]] = {
+    "no passphrase": (
+        "the stack's secrets need its passphrase, and neither PULUMI_CONFIG_PASSPHRASE nor "
+        "PULUMI_CONFIG_PASSPHRASE_FILE is set",
+        "set PULUMI_CONFIG_PASSPHRASE to the passphrase the stack was created with (or "
+        "PULUMI_CONFIG_PASSPHRASE_FILE to a file holding it), then run verify again"),
+    "wrong passphrase": (
+        "PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) is not this stack's "
+        "passphrase",
+        "use the passphrase the stack was created with (each stack has its own)"),
+    "secrets provider": (
+        "the stack's secrets provider cannot decrypt its secrets",
+        "the provider in `secretsprovider:` of the stack file (e.g. awskms://...): are "
+        "credentials for it set (AWS_PROFILE, region) and allowed to decrypt?"),
+}
 
 
 class CheckFailed(Exception):
@@ -491,6 +511,11 @@ def verify(
     except CheckFailed as failure:
         out(f"FAIL  stack outputs and config: {failure.detail}")
         out(f"      look at: {failure.hint}")
+        return False
+    except SecretsUnavailable as locked:
+        detail, hint = SECRETS_ADVICE[locked.trouble]
+        out(f"FAIL  stack outputs and config: {detail}")
+        out(f"      look at: {hint}")
         return False
     except EngineError as exc:
         out(f"FAIL  stack outputs and config: {exc}")

@@ -87,12 +87,14 @@ def test_a_failed_command_says_why_and_never_shows_revealed_output() -> None:
         stderr="error: passphrase must be set with PULUMI_CONFIG_PASSPHRASE or "
                "PULUMI_CONFIG_PASSPHRASE_FILE environment variables\n", sensitive=True)
     # THEN it is named as such, and what the command printed stays out of the message
-    assert isinstance(missing, SecretsUnavailable) and missing.passphrase
+    assert isinstance(missing, SecretsUnavailable) and missing.trouble == "no passphrase"
     assert "s3cr3t" not in str(missing) and "PULUMI_CONFIG_PASSPHRASE" in str(missing)
+    wrong = command_error(["config"], 1, "", "error: incorrect passphrase\n", False)
+    assert isinstance(wrong, SecretsUnavailable) and wrong.trouble == "wrong passphrase"
     # GIVEN a cloud secrets provider that refuses THEN it is a secrets problem, not a passphrase
     kms = command_error(["stack", "output"], 255, "",
                         "error: could not create a decrypter: AccessDeniedException", False)
-    assert isinstance(kms, SecretsUnavailable) and not kms.passphrase
+    assert isinstance(kms, SecretsUnavailable) and kms.trouble == "secrets provider"
     # GIVEN any other failure THEN a plain engine error with the diagnostics from stdout
     other = command_error(["up"], 1, "error: a diagnostic line", "error: update failed", False)
     assert type(other) is EngineError
