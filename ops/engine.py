@@ -194,7 +194,9 @@ class _Cli(auto.PulumiCommand):
     """The CLI as the Automation API runs it, with the guarantees it lacks (module docstring).
 
     The workspace hands every command to `run`; this class decides the process environment,
-    what is streamed, what an error may show, the timeout and the Ctrl-C handling.
+    what is streamed, what an error may show, the timeout and the Ctrl-C handling. A failure
+    raises `EngineError`, not the SDK's `CommandError`; the one SDK path that catches the
+    latter, `Stack.create_or_select`, is not used (`Engine.ensure_stack` lists stacks).
     """
 
     def __init__(self, binary: Path, env: Callable[[], dict[str, str]],
