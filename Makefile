@@ -27,7 +27,7 @@ lint: setup
 	.venv/bin/mypy .
 
 verify: setup
-	$(PY) -m sandbox verify --stack $(STACK) $(ARGS)
+	$(PY) -m ops verify --stack $(STACK) $(ARGS)
 
 clean:
 	rm -rf .pulumi-state .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "userflow": ("sandbox.userflow_emulator", "Userflow emulator: REST API and signed webhooks"),
     "bridge": ("sandbox.local_bridge", "the bridge served locally, SQS/Secrets Manager from moto"),
     "demo": ("sandbox.demo", "the whole integration offline: emulators, bridge, pulumi up/destroy"),
-    "verify": ("sandbox.verify", "end-to-end checks of a deployed stack"),
+    "verify": ("ops.verify", "alias of `python -m ops verify`: end-to-end checks of a stack"),
 }
 
 

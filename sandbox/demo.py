@@ -36,9 +36,10 @@ from typing import Any
 import requests
 
 from components.userflow_api import API_KEY_KEY
-from sandbox.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
-from sandbox.stack_services import ServiceError, ServiceGroup, free_port
-from sandbox.stack_traffic import (
+from ops.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
+from ops.verify import session_path
+from sandbox.services import ServiceError, ServiceGroup, free_port
+from sandbox.traffic import (
     ANONYMOUS_TRACKS,
     ECHO_EVENT,
     SKIP_NO_USER_ID,
@@ -50,7 +51,6 @@ from sandbox.stack_traffic import (
     render_table,
     send_segment_calls,
 )
-from sandbox.verify import session_path
 
 STACK = "local"
 DEFAULT_USERS = 10
@@ -379,7 +379,7 @@ def _hold(urls: Mapping[str, str], state_dir: Path, out: Printer) -> None:
         f"{urls['userflow']}/__sandbox__/state  {urls['bridge']}/__sandbox__/stats")
     out(f"    state     {state_dir} (stack {STACK})")
     extra = "" if state_dir == DEFAULT_STATE_DIR else f" --state-dir {state_dir}"
-    out(f"    verify    python -m sandbox verify --stack {STACK}{extra}")
+    out(f"    verify    python -m ops verify --stack {STACK}{extra}")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.engine import EngineMissing, find_engine
+from ops.engine import EngineMissing, find_engine
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge_code.mapping import title_case
-from sandbox.stack_traffic import (
+from sandbox.traffic import (
     ACTIVITY_EVENTS,
     ANONYMOUS_EVENT_USERFLOW,
     ANONYMOUS_TRACKS,

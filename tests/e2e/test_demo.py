@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from ops.engine import REPO_ROOT, Engine
 from sandbox.demo import run_demo
-from sandbox.engine import REPO_ROOT, Engine
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.engine import REPO_ROOT, Engine
+from ops.engine import REPO_ROOT, Engine
 
 pytestmark = pytest.mark.e2e
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from ops.engine import Engine
+from ops.verify import session_path
 from sandbox.demo import DemoError, refuse_if_running, run_demo
-from sandbox.engine import Engine
 from sandbox.segment_emulator import SegmentEmulator
-from sandbox.stack_services import free_port
+from sandbox.services import free_port
 from sandbox.userflow_emulator import UserflowEmulator
-from sandbox.verify import session_path
 
 pytestmark = pytest.mark.e2e
 

@@ -1,20 +1,22 @@
-"""`python -m sandbox verify` against the deployed local stack: passes when the integration
+"""`python -m ops verify` against the deployed local stack: passes when the integration
 works, fails clearly (non-zero, a FAIL line saying where to look) when the bridge is down."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sandbox import verify
+from ops import verify
+from ops.engine import REPO_ROOT, Engine
 from sandbox.demo import read_stack_secrets
-from sandbox.engine import Engine
 from sandbox.local_bridge import LocalBridge
 from sandbox.segment_emulator import SegmentEmulator
-from sandbox.stack_services import free_port
+from sandbox.services import free_port
 from sandbox.userflow_emulator import UserflowEmulator
 
 pytestmark = pytest.mark.e2e
@@ -114,3 +116,19 @@ def test_verify_fails_clearly_for_an_undeployed_stack(
     out = capsys.readouterr().out
     assert "FAIL  stack outputs and config" in out
     assert "look at:" in out
+
+
+def test_verify_is_python_m_ops_verify_and_the_sandbox_alias_still_answers() -> None:
+    # GIVEN the entry point the Makefile runs and the one older docs and CI name
+    for argv in (["ops", "verify", "--help"], ["sandbox", "verify", "--help"]):
+        # WHEN asked for help THEN both are the same command, named as `python -m ops verify`
+        done = subprocess.run([sys.executable, "-m", *argv], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage: python -m ops verify"), done.stdout
+        assert "--stack" in done.stdout
+    # AND `python -m ops` alone lists its commands and exits non-zero (nothing was run)
+    listing = subprocess.run([sys.executable, "-m", "ops"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert listing.returncode == 2
+    assert "verify" in listing.stdout

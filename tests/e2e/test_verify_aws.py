@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox import verify
+from ops import verify
 from sandbox.local_bridge import LocalBridge
 from sandbox.segment_emulator import SegmentEmulator
 from sandbox.userflow_emulator import UserflowEmulator

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.engine import Engine, EngineMissing, find_engine
+from ops.engine import Engine, EngineMissing, find_engine
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+from pulumi import automation as auto
 
-from sandbox import engine as engine_module
-from sandbox.engine import (
+from ops import engine as engine_module
+from ops.engine import (
     ChangeSummary,
     Engine,
     EngineError,
     EngineMissing,
+    SecretsUnavailable,
+    command_error,
     find_engine,
-    parse_event_log,
+    mask_secrets,
     resource_outputs,
+    summarize,
     unwrap_secrets,
 )
 
@@ -29,17 +33,23 @@ def test_missing_engine_says_to_run_make_setup(
         find_engine()
 
 
-def test_event_log_summary_is_the_last_summary_event() -> None:
-    log = "\n".join([
-        json.dumps({"sequence": 1, "preludeEvent": {"config": {}}}),
-        json.dumps({"sequence": 2, "summaryEvent": {"resourceChanges": {"create": 4}}}),
-        '{"sequence": 3, "torn',
-    ])
-    summary = parse_event_log(log)
+def test_summary_is_the_last_summary_event() -> None:
+    # The events as the engine streams them to the Automation API's `on_event`.
+    events = [auto.EngineEvent.from_json(e) for e in (
+        {"sequence": 1, "preludeEvent": {"config": {}}},
+        {"sequence": 2, "summaryEvent": {"resourceChanges": {"create": 9}}},
+        {"sequence": 3, "summaryEvent": {"resourceChanges": {"create": 4}}},
+        {"sequence": 4, "cancelEvent": {}},
+    )]
+    summary = summarize(events)
     assert summary.count("create") == 4
     assert summary.changes == 4
+    # The SDK's own enum keys count the same as the wire's strings.
+    typed = auto.EngineEvent(0, 0, summary_event=auto.SummaryEvent(
+        False, 0, {auto.OpType.DELETE: 2}, {}))
+    assert str(summarize([typed])) == "delete 2"
     with pytest.raises(EngineError, match="no summary"):
-        parse_event_log(json.dumps({"sequence": 1, "cancelEvent": {}}))
+        summarize([auto.EngineEvent.from_json({"sequence": 1, "cancelEvent": {}})])
 
 
 def test_change_summary_counts_everything_but_same() -> None:
@@ -63,6 +73,32 @@ def test_secrets_are_unwrapped_from_an_export() -> None:
         {"slug": "userflow-local", "write_key": "wk_123"}]
     with pytest.raises(EngineError, match="still encrypted"):
         unwrap_secrets({**sig, "ciphertext": "v1:abc"})
+    # Not asked to show secrets: every envelope reads as the CLI's mask, the rest stays.
+    masked = mask_secrets(exported)
+    assert resource_outputs(masked, "segment:Source") == [
+        {"slug": "userflow-local", "write_key": "[secret]"}]
+    assert "wk_123" not in json.dumps(masked)
+
+
+def test_a_failed_command_says_why_and_never_shows_revealed_output() -> None:
+    # GIVEN a --show-secrets command failing for want of the passphrase
+    missing = command_error(
+        ["config", "--show-secrets"], 1, stdout='{"k": {"value": "s3cr3t"}}',
+        stderr="error: passphrase must be set with PULUMI_CONFIG_PASSPHRASE or "
+               "PULUMI_CONFIG_PASSPHRASE_FILE environment variables\n", sensitive=True)
+    # THEN it is named as such, and what the command printed stays out of the message
+    assert isinstance(missing, SecretsUnavailable) and missing.trouble == "no passphrase"
+    assert "s3cr3t" not in str(missing) and "PULUMI_CONFIG_PASSPHRASE" in str(missing)
+    wrong = command_error(["config"], 1, "", "error: incorrect passphrase\n", False)
+    assert isinstance(wrong, SecretsUnavailable) and wrong.trouble == "wrong passphrase"
+    # GIVEN a cloud secrets provider that refuses THEN it is a secrets problem, not a passphrase
+    kms = command_error(["stack", "output"], 255, "",
+                        "error: could not create a decrypter: AccessDeniedException", False)
+    assert isinstance(kms, SecretsUnavailable) and kms.trouble == "secrets provider"
+    # GIVEN any other failure THEN a plain engine error with the diagnostics from stdout
+    other = command_error(["up"], 1, "error: a diagnostic line", "error: update failed", False)
+    assert type(other) is EngineError
+    assert "a diagnostic line" in str(other) and "update failed" in str(other)
 
 
 def test_isolated_environment_touches_nothing_of_the_user(

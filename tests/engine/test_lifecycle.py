@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.engine import Engine, RunResult, stack_file
+from ops.engine import Engine, RunResult, stack_file
 from sandbox.segment_emulator import SegmentEmulator
-from sandbox.stack_services import free_port
+from sandbox.services import free_port
 from sandbox.userflow_emulator import UserflowEmulator
 
 pytestmark = pytest.mark.engine

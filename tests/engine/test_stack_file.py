@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sandbox.engine import CONFIG_NAMESPACE, SANDBOX_PASSPHRASE, Engine, EngineError, stack_file
+from ops.engine import CONFIG_NAMESPACE, SANDBOX_PASSPHRASE, Engine, EngineError, stack_file
 
 pytestmark = pytest.mark.engine
 

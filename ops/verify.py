@@ -1,4 +1,4 @@
-"""`python -m sandbox verify --stack NAME` (`make verify STACK=NAME`): prove a deployed stack
+"""`python -m ops verify --stack NAME` (`make verify STACK=NAME`): prove a deployed stack
 works end to end, with a dedicated smoke-test user, and clean up after itself.
 
 Checks, in order (each prints PASS or FAIL, a FAIL says what to look at):
@@ -39,11 +39,13 @@ import requests
 
 from bridge_code.signatures import sign_segment, sign_userflow
 from components.userflow_api import API_KEY_KEY, API_URL_KEY, API_VERSION, DEFAULT_API_URL
-from sandbox.engine import (
+from ops.engine import (
     CONFIG_NAMESPACE,
     DEFAULT_STATE_DIR,
     Engine,
     EngineError,
+    SecretsTrouble,
+    SecretsUnavailable,
     resource_outputs,
 )
 
@@ -53,6 +55,24 @@ SMOKE_EVENT = "Userflow Bridge Smoke Test"
 SMOKE_EVENT_USERFLOW = "userflow_bridge_smoke_test"
 SMOKE_WEBHOOK_EVENT = "flow_completed"
 SESSION_FILE = "sandbox-session-{stack}.json"
+
+# What verify says when the engine cannot decrypt the stack's secrets (detail, where to look):
+# the stack exists, so "is it deployed?" would send the user the wrong way.
+SECRETS_ADVICE: dict[SecretsTrouble, tuple[str, str]] = {
+    "no passphrase": (
+        "the stack's secrets need its passphrase, and neither PULUMI_CONFIG_PASSPHRASE nor "
+        "PULUMI_CONFIG_PASSPHRASE_FILE is set",
+        "set PULUMI_CONFIG_PASSPHRASE to the passphrase the stack was created with (or "
+        "PULUMI_CONFIG_PASSPHRASE_FILE to a file holding it), then run verify again"),
+    "wrong passphrase": (
+        "PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) is not this stack's "
+        "passphrase",
+        "use the passphrase the stack was created with (each stack has its own)"),
+    "secrets provider": (
+        "the stack's secrets provider cannot decrypt its secrets",
+        "the provider in `secretsprovider:` of the stack file (e.g. awskms://...): are "
+        "credentials for it set (AWS_PROFILE, region) and allowed to decrypt?"),
+}
 
 
 class CheckFailed(Exception):
@@ -450,7 +470,7 @@ def _as_list(value: Any) -> list[Mapping[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sandbox verify", description=(
+    parser = argparse.ArgumentParser(prog="python -m ops verify", description=(
         "End-to-end checks of a deployed stack with a smoke-test user; exit 0 if all pass."))
     parser.add_argument("--stack", required=True, help="the stack (environment) to verify")
     parser.add_argument("--state-dir", type=Path, default=None,
@@ -491,6 +511,11 @@ def verify(
     except CheckFailed as failure:
         out(f"FAIL  stack outputs and config: {failure.detail}")
         out(f"      look at: {failure.hint}")
+        return False
+    except SecretsUnavailable as locked:
+        detail, hint = SECRETS_ADVICE[locked.trouble]
+        out(f"FAIL  stack outputs and config: {detail}")
+        out(f"      look at: {hint}")
         return False
     except EngineError as exc:
         out(f"FAIL  stack outputs and config: {exc}")

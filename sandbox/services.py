@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Self
 
-from sandbox.engine import REPO_ROOT
+from ops.engine import REPO_ROOT
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
