@@ -315,7 +315,7 @@ class Engine:
         env.update(self.extra_env)
         return env
 
-    def _command(self, args: Sequence[str]) -> auto.CommandResult:
+    def command(self, args: Sequence[str]) -> auto.CommandResult:
         """A CLI command the Automation API has no verb for (module docstring)."""
         return self.cli.run(list(args), str(self.project_dir), {})
 
@@ -389,7 +389,7 @@ class Engine:
         """Drop every resource from the stack's state without touching what it describes
         (`pulumi state delete --all`): for the sandbox, whose emulators keep nothing once
         their process is gone."""
-        self._command(["state", "delete", "--all", "--yes", "--stack", stack])
+        self.command(["state", "delete", "--all", "--yes", "--stack", stack])
 
     # -- reading state -------------------------------------------------------------------
     def outputs(self, stack: str, *, show_secrets: bool = False) -> dict[str, Any]:
@@ -418,7 +418,7 @@ class Engine:
             args.append("--show-secrets")
         if config_file is not None:
             args += ["--config-file", str(config_file)]
-        raw: dict[str, Any] = json.loads(self._command(args).stdout or "{}")
+        raw: dict[str, Any] = json.loads(self.command(args).stdout or "{}")
         return {key: entry.get("value") for key, entry in raw.items()}
 
     def state_file(self, stack: str) -> Path:

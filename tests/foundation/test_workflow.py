@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox.engine import Engine
+from ops.engine import Engine
 from sandbox.segment_emulator import SegmentEmulator
-from sandbox.stack_services import free_port
+from sandbox.services import free_port
 from sandbox.userflow_emulator import UserflowEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -435,7 +435,7 @@ def test_preview_calls_neither_api_and_refresh_uses_the_states_credentials(
             pending = {**urls, "segmentEventTypes": '["identify"]'}
             with engine.config_copy("local", pending) as pr_config:
                 for key in ("segmentToken", "userflowApiKey"):
-                    engine.run(["config", "set", "--secret", f"userflow-segment:{key}", STAND_IN,
+                    engine.command(["config", "set", "--secret", f"userflow-segment:{key}", STAND_IN,
                                 "--stack", "local", "--config-file", str(pr_config)])
                 emulators = (segment, userflow)
                 before = _marks(emulators)
@@ -446,9 +446,9 @@ def test_preview_calls_neither_api_and_refresh_uses_the_states_credentials(
                 # AND a refresh reads both APIs successfully although the config holds only
                 # stand-ins: it uses the deploy credentials kept in the state (hence no
                 # refresh in a PR)
-                refreshed = engine.run(["preview", "--refresh", "--stack", "local",
+                refreshed = engine.command(["preview", "--refresh", "--stack", "local",
                                         "--config-file", str(pr_config)])
-                assert refreshed.returncode == 0
+                assert refreshed.code == 0
                 reads = _api_calls_since(emulators, before)
                 assert reads and all(c.startswith("GET ") and s == 200 for c, s in reads)
         finally:
