@@ -435,8 +435,8 @@ def test_preview_calls_neither_api_and_refresh_uses_the_states_credentials(
             pending = {**urls, "segmentEventTypes": '["identify"]'}
             with engine.config_copy("local", pending) as pr_config:
                 for key in ("segmentToken", "userflowApiKey"):
-                    engine.command(["config", "set", "--secret", f"userflow-segment:{key}", STAND_IN,
-                                "--stack", "local", "--config-file", str(pr_config)])
+                    engine.command(["config", "set", "--secret", f"userflow-segment:{key}",
+                                    STAND_IN, "--stack", "local", "--config-file", str(pr_config)])
                 emulators = (segment, userflow)
                 before = _marks(emulators)
                 preview = engine.preview("local", pr_config)
