@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
-from sandbox.segment_emulator import ADMIN_TOKEN
-from sandbox.userflow_emulator import API_VERSION, SANDBOX_API_KEY
+from sandbox.segment import ADMIN_TOKEN
+from sandbox.userflow import API_VERSION, SANDBOX_API_KEY
 
 V1 = "application/vnd.segment.v1+json"
 V1ALPHA = "application/vnd.segment.v1alpha+json"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.segment_emulator import NOADMIN_TOKEN, WORKSPACE_ID, SegmentEmulator
+from sandbox.segment import NOADMIN_TOKEN, WORKSPACE_ID, SegmentEmulator
 from tests.emulators.helpers import (
     HTTP_API_SOURCE,
     SEND_ACTION,

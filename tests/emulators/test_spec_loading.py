@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.emu_segment_spec import (
+from sandbox.segment.spec import (
     DEFAULT_SPEC_PATH,
     SERVED_PATHS,
     load_pruned_spec,

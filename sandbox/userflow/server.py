@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any, Unpack
 from urllib.parse import quote
 
-from sandbox.emu_http import (
+from sandbox.emulator import (
     ApiError,
     DeliveryOptions,
     Emulator,
@@ -72,7 +72,7 @@ from sandbox.emu_http import (
     json_response,
     utc_now_iso,
 )
-from sandbox.emu_userflow_attributes import InvalidAttribute, merge_attributes, validate_attributes
+from sandbox.userflow.attributes import InvalidAttribute, merge_attributes, validate_attributes
 
 # Sandbox-only credential, published in docs/ARCHITECTURE.md.
 SANDBOX_API_KEY = "ak_sandbox_local"

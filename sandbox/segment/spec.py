@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_SPEC_PATH = (
-    Path(__file__).resolve().parents[2]
+    Path(__file__).resolve().parents[3]
     / "shared"
     / "reference"
     / "segment-public-api-openapi-v36.2.0.yaml"

@@ -60,8 +60,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Unpack
 
-from sandbox.emu_fql import FqlError, Node, parse_trigger
-from sandbox.emu_http import (
+from sandbox.segment.fql import FqlError, Node, parse_trigger
+from sandbox.emulator import (
     JSON_TYPE,
     ApiError,
     DeliveryOptions,
@@ -82,7 +82,7 @@ from sandbox.emu_http import (
     json_response,
     utc_now_iso,
 )
-from sandbox.emu_segment_catalog import (
+from sandbox.segment.catalog import (
     BATCH_SIZE_RANGE,
     DEFAULT_DATA_MAPPING,
     DESTINATION_METADATA,
@@ -94,7 +94,7 @@ from sandbox.emu_segment_catalog import (
     WEBHOOKS_SEND_ACTION_SLUG,
     mask_secret,
 )
-from sandbox.emu_segment_spec import SegmentSpec, SpecRequest, load_spec
+from sandbox.segment.spec import SegmentSpec, SpecRequest, load_spec
 
 # Sandbox-only credentials, published in docs/ARCHITECTURE.md.
 ADMIN_TOKEN = "sandbox-segment-token"  # noqa: S105
