@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from sandbox.segment import NOADMIN_TOKEN, WORKSPACE_ID, SegmentEmulator, handlers
+from sandbox.segment.models import render_source
 from tests.emulators.helpers import (
     HTTP_API_SOURCE,
     SEND_ACTION,
@@ -549,7 +550,7 @@ def test_a_response_violating_the_spec_is_a_loud_emulator_bug(
     segment: SegmentEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = create_source(segment.url, "app")
-    original = handlers.render_source
+    original = render_source
 
     def broken(stored: dict[str, Any], caller: Any) -> dict[str, Any]:
         rendered = original(stored, caller)
