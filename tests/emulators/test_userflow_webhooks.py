@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from sandbox.userflow import UserflowEmulator
-from sandbox.userflow.server import topic_matches
+from sandbox.userflow.webhooks import topic_matches
 from tests.emulators.helpers import userflow_headers
 from tests.emulators.receiver import Received, Receiver
 
