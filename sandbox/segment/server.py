@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Unpack
 
@@ -76,7 +77,7 @@ from sandbox.segment.models import (
     rate_limited,
 )
 from sandbox.segment.public_api import handle_public
-from sandbox.segment.spec import SegmentSpec, load_spec
+from sandbox.segment.spec import SPEC_PATH_ENV, SegmentSpec, load_spec
 from sandbox.segment.tracking import handle_tracking, tracking_error
 
 __all__ = ["ADMIN_TOKEN", "NOADMIN_TOKEN", "WORKSPACE_ID", "SegmentEmulator", "main"]
@@ -195,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-window", type=float, default=0.5, help="seconds a batch collects")
     parser.add_argument("--rate-limit", type=int, default=1000, help="Public API calls/s per token")
     add_delivery_arguments(parser)
-    parser.add_argument("--spec", default=None, help="path of the Segment OpenAPI spec")
+    parser.add_argument(
+        "--spec",
+        default=None,
+        help="a Segment Public API OpenAPI document to validate against (default: "
+        f"${SPEC_PATH_ENV}, else the subset shipped in sandbox/segment/)",
+    )
     return parser
 
 
@@ -203,14 +209,18 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     tokens = {token: True for token in args.token}
     tokens.update({token: False for token in args.token_noadmin})
-    emulator = SegmentEmulator(
-        args.host,
-        args.port,
-        seed=args.seed,
-        tokens=tokens,
-        batch_window_s=args.batch_window,
-        rate_limit_per_s=args.rate_limit,
-        spec_path=args.spec,
-        **delivery_options(args),
-    )
+    try:
+        emulator = SegmentEmulator(
+            args.host,
+            args.port,
+            seed=args.seed,
+            tokens=tokens,
+            batch_window_s=args.batch_window,
+            rate_limit_per_s=args.rate_limit,
+            spec_path=args.spec,
+            **delivery_options(args),
+        )
+    except RuntimeError as exc:  # an unreadable spec: one line saying which and what to do
+        print(f"segment emulator: {exc}", file=sys.stderr)
+        return 2
     return emulator.serve_until_interrupted()
