@@ -10,9 +10,9 @@ import pytest
 
 from sandbox.demo import DemoError, refuse_if_running, run_demo
 from sandbox.engine import Engine
-from sandbox.segment_emulator import SegmentEmulator
+from sandbox.segment import SegmentEmulator
 from sandbox.stack_services import free_port
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.userflow import UserflowEmulator
 from sandbox.verify import session_path
 
 pytestmark = pytest.mark.e2e

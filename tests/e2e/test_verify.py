@@ -13,9 +13,9 @@ from sandbox import verify
 from sandbox.demo import read_stack_secrets
 from sandbox.engine import Engine
 from sandbox.local_bridge import LocalBridge
-from sandbox.segment_emulator import SegmentEmulator
+from sandbox.segment import SegmentEmulator
 from sandbox.stack_services import free_port
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.userflow import UserflowEmulator
 
 pytestmark = pytest.mark.e2e
 
