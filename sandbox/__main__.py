@@ -10,8 +10,8 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "segment": ("sandbox.segment_emulator", "Segment emulator: Public API, Tracking API, delivery"),
-    "userflow": ("sandbox.userflow_emulator", "Userflow emulator: REST API and signed webhooks"),
+    "segment": ("sandbox.segment", "Segment emulator: Public API, Tracking API, delivery"),
+    "userflow": ("sandbox.userflow", "Userflow emulator: REST API and signed webhooks"),
     "bridge": ("sandbox.local_bridge", "the bridge served locally, SQS/Secrets Manager from moto"),
     "demo": ("sandbox.demo", "the whole integration offline: emulators, bridge, pulumi up/destroy"),
     "verify": ("ops.verify", "alias of `python -m ops verify`: end-to-end checks of a stack"),

@@ -16,8 +16,8 @@ import requests
 from segment.analytics import Client
 
 from sandbox.local_bridge import LocalBridge
-from sandbox.segment_emulator import ADMIN_TOKEN, SegmentEmulator
-from sandbox.userflow_emulator import API_VERSION, SANDBOX_API_KEY, UserflowEmulator
+from sandbox.segment import ADMIN_TOKEN, SegmentEmulator
+from sandbox.userflow import API_VERSION, SANDBOX_API_KEY, UserflowEmulator
 from tests.bridge.helpers import free_port, wait_for
 
 V1 = "application/vnd.segment.v1+json"

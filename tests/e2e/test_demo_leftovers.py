@@ -11,9 +11,9 @@ import pytest
 from ops.engine import Engine
 from ops.verify import session_path
 from sandbox.demo import DemoError, refuse_if_running, run_demo
-from sandbox.segment_emulator import SegmentEmulator
+from sandbox.segment import SegmentEmulator
 from sandbox.services import free_port
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.userflow import UserflowEmulator
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from ops import verify
 from ops.engine import REPO_ROOT, Engine
 from sandbox.demo import read_stack_secrets
 from sandbox.local_bridge import LocalBridge
-from sandbox.segment_emulator import SegmentEmulator
+from sandbox.segment import SegmentEmulator
 from sandbox.services import free_port
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.userflow import UserflowEmulator
 
 pytestmark = pytest.mark.e2e
 

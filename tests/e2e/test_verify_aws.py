@@ -15,8 +15,8 @@ import requests
 
 from ops import verify
 from sandbox.local_bridge import LocalBridge
-from sandbox.segment_emulator import SegmentEmulator
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.segment import SegmentEmulator
+from sandbox.userflow import UserflowEmulator
 
 pytestmark = pytest.mark.e2e
 

@@ -6,15 +6,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from sandbox.segment_emulator import SegmentEmulator
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.segment import SegmentEmulator
+from sandbox.userflow import UserflowEmulator
+from tests.emulators.helpers import FULL_SPEC_PATH
 from tests.emulators.receiver import Receiver
 
+# Every Segment test runs against the shipped subset (the default) and, when the full official
+# document is beside the repository, against it too: the subset must not let through what the
+# full document refuses.
+SPEC_VARIANTS = {"shipped": None} | (
+    {"full": str(FULL_SPEC_PATH)} if FULL_SPEC_PATH.is_file() else {}
+)
 
-@pytest.fixture
-def segment() -> Iterator[SegmentEmulator]:
+
+@pytest.fixture(params=list(SPEC_VARIANTS))
+def segment(request: pytest.FixtureRequest) -> Iterator[SegmentEmulator]:
+    spec_path = SPEC_VARIANTS[request.param]
     # Short batch window and backoff: the compressed clock keeps delivery tests fast.
-    with SegmentEmulator(batch_window_s=0.2, delivery_backoff_s=0.05) as emulator:
+    with SegmentEmulator(
+        batch_window_s=0.2, delivery_backoff_s=0.05, spec_path=spec_path
+    ) as emulator:
         yield emulator
         # Every answer of every test was checked against the spec: none may have failed.
         assert emulator.state()["spec_violations"] == []

@@ -4,12 +4,13 @@ Webhooks (Actions) destination → Send subscription, made through the Public AP
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import requests
 
-from sandbox.segment_emulator import ADMIN_TOKEN
-from sandbox.userflow_emulator import API_VERSION, SANDBOX_API_KEY
+from sandbox.segment import ADMIN_TOKEN
+from sandbox.userflow import API_VERSION, SANDBOX_API_KEY
 
 V1 = "application/vnd.segment.v1+json"
 V1ALPHA = "application/vnd.segment.v1alpha+json"
@@ -17,6 +18,15 @@ HTTP_API_SOURCE = "iUM16Md8P2"
 WEBHOOKS_ACTIONS = "614a3c7d791c91c41bae7599"
 SEND_ACTION = "nFPnRozhz1mh4Gbx4MLvT5"
 DEFAULT_TRIGGER = 'type = "identify" or type = "track" or type = "group"'
+# Segment's full official document, where the team keeps it beside the repository. A plain
+# clone has no such folder: the emulator then uses the subset shipped in sandbox/segment/,
+# and only the tests that compare with the full document leave it out.
+FULL_SPEC_PATH = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "reference"
+    / "segment-public-api-openapi-v36.2.0.yaml"
+)
 
 
 def segment_headers(token: str = ADMIN_TOKEN, media: str = V1) -> dict[str, str]:

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from sandbox.segment_emulator import SegmentEmulator
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.segment import SegmentEmulator
+from sandbox.userflow import UserflowEmulator
 from tests.emulators.helpers import HTTP_API_SOURCE, call, userflow_headers
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.emu_fql import FqlError, parse_trigger, trigger_matches
+from sandbox.segment.fql import FqlError, parse_trigger, trigger_matches
 
 IDENTIFY = {"type": "identify", "userId": "u"}
 TRACK_PAID = {"type": "track", "event": "Paid"}

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.emu_fql import parse_trigger
+from sandbox.segment.fql import parse_trigger
 
 VALUES = ["identify", "track", "group", "page", "Signed Up", 'quote " inside', "back\\slash"]
 

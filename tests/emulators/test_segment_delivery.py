@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.segment_emulator import SegmentEmulator
+from sandbox.segment import SegmentEmulator
 from tests.emulators.helpers import (
     call,
     create_destination,

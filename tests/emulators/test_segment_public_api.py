@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.segment_emulator import NOADMIN_TOKEN, WORKSPACE_ID, SegmentEmulator
+from sandbox.segment import NOADMIN_TOKEN, WORKSPACE_ID, SegmentEmulator, handlers
+from sandbox.segment.models import render_source
 from tests.emulators.helpers import (
     HTTP_API_SOURCE,
     SEND_ACTION,
@@ -549,14 +550,14 @@ def test_a_response_violating_the_spec_is_a_loud_emulator_bug(
     segment: SegmentEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = create_source(segment.url, "app")
-    original = SegmentEmulator._render_source
+    original = render_source
 
-    def broken(self: SegmentEmulator, stored: dict[str, Any], caller: Any) -> dict[str, Any]:
-        rendered = original(self, stored, caller)
+    def broken(stored: dict[str, Any], caller: Any) -> dict[str, Any]:
+        rendered = original(stored, caller)
         del rendered["workspaceId"]  # a required field of SourceV1
         return rendered
 
-    monkeypatch.setattr(SegmentEmulator, "_render_source", broken)
+    monkeypatch.setattr(handlers, "render_source", broken)
 
     response = call(segment.url, "GET", f"/sources/{source['id']}")
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.userflow import UserflowEmulator
 from tests.emulators.helpers import userflow_headers
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.emu_userflow_attributes import (
+from sandbox.userflow.attributes import (
     InvalidAttribute,
     merge_attributes,
     validate_attributes,

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.userflow_emulator import UserflowEmulator, topic_matches
+from sandbox.userflow import UserflowEmulator
+from sandbox.userflow.webhooks import topic_matches
 from tests.emulators.helpers import userflow_headers
 from tests.emulators.receiver import Received, Receiver
 

@@ -15,8 +15,8 @@ from bridge_code.signatures import (
     verify_segment_signature,
     verify_userflow_signature,
 )
-from sandbox.segment_emulator import SegmentEmulator
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.segment import SegmentEmulator
+from sandbox.userflow import UserflowEmulator
 from tests.emulators.helpers import (
     create_destination,
     create_source,

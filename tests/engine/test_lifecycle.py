@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from ops.engine import Engine, RunResult, stack_file
-from sandbox.segment_emulator import SegmentEmulator
+from sandbox.segment import SegmentEmulator
 from sandbox.services import free_port
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.userflow import UserflowEmulator
 
 pytestmark = pytest.mark.engine
 

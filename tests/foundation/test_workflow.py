@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from ops.engine import Engine
-from sandbox.segment_emulator import SegmentEmulator
+from sandbox.segment import SegmentEmulator
 from sandbox.services import free_port
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.userflow import UserflowEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "pulumi.yml"

@@ -17,8 +17,8 @@ import requests
 from pulumi.dynamic import Config, ConfigureRequest
 
 from components.api_http import ConfiguredProvider, RetryPolicy
-from sandbox.segment_emulator import SegmentEmulator
-from sandbox.userflow_emulator import UserflowEmulator
+from sandbox.segment import SegmentEmulator
+from sandbox.userflow import UserflowEmulator
 
 SEGMENT_TOKEN = "sandbox-segment-token"
 SEGMENT_TOKEN_NOADMIN = "sandbox-segment-token-noadmin"

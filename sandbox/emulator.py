@@ -186,15 +186,6 @@ class Router(Generic[Handler]):
         pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
         self.routes.append(Route(method, template, pattern, handler))
 
-    def route(self, method: str, template: str) -> Callable[[Handler], Handler]:
-        """The decorator form of `add`."""
-
-        def register(handler: Handler) -> Handler:
-            self.add(method, template, handler)
-            return handler
-
-        return register
-
     def match(self, request: HttpRequest) -> tuple[Route[Handler], dict[str, str]]:
         path_known = False
         for route in self.routes:

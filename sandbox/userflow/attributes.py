@@ -1,8 +1,9 @@
 """Userflow attribute rules as pure functions: name and value validation, and the merge of
 an `attributes` object (plain values and operation objects) into stored attributes.
 
-NOTES §4: values are string, number, boolean, null or lists of those; operation objects
-carry exactly one of set/set_once/add/subtract/append/prepend/remove, optionally `data_type`
+From Userflow's API reference (https://userflow.com/docs/api, attributes): values are string,
+number, boolean, null or lists of those; operation objects carry exactly one of
+set/set_once/add/subtract/append/prepend/remove, optionally `data_type`
 (string|boolean|number|datetime|list). Names: letters, digits, `_`, `-`, spaces.
 Choice where the docs are silent: a plain `null` removes the attribute.
 """
