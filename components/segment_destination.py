@@ -18,14 +18,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, UpdateResult
 
-from components.api_http import (
-    ConfiguredProvider,
-    NotFoundError,
-    OwnedResource,
-    check_base_url,
-    is_unknown,
-    unknown,
-)
+from components.api_http import NotFoundError, check_base_url
+from components.provider import ConfiguredProvider, OwnedResource, is_unknown, unknown
 from components.segment_api import (
     BATCH_SIZE_RANGE,
     WEBHOOKS_ACTIONS_METADATA_ID,

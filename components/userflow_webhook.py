@@ -17,13 +17,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, UpdateResult
 
-from components.api_http import (
-    ConfiguredProvider,
-    OwnedResource,
-    check_base_url,
-    is_unknown,
-    unknown,
-)
+from components.api_http import check_base_url
+from components.provider import ConfiguredProvider, OwnedResource, is_unknown, unknown
 from components.userflow_api import API_VERSION, UserflowClient
 
 BRIDGE_PATH = "/userflow"

@@ -10,7 +10,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from components.api_http import unknown
+from components.provider import unknown
 from components.segment_api import EU_API_URL, HTTP_API_SOURCE_METADATA_ID
 from components.segment_source import (
     SegmentSourceArgs,
