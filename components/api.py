@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.project import component_type
+from components.project import SEGMENT_ROUTE_PATH, USERFLOW_ROUTE_PATH, component_type
 
 # The bridge's paths (the local bridge serves the same ones).
-SEGMENT_PATH, USERFLOW_PATH, HEALTH_PATH = "/segment", "/userflow", "/health"
+SEGMENT_PATH, USERFLOW_PATH, HEALTH_PATH = SEGMENT_ROUTE_PATH, USERFLOW_ROUTE_PATH, "/health"
 ROUTES = (f"POST {SEGMENT_PATH}", f"POST {USERFLOW_PATH}", f"GET {HEALTH_PATH}")
 STAGE_NAME = "$default"  # the only stage whose URL carries no stage path
 # HTTP APIs cap an integration at 30 s.

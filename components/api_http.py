@@ -65,22 +65,26 @@ class RetryPolicy:
     timeout_s: float = 30.0
 
 
-def check_base_url(url: str, what: str) -> str | None:
-    """Return what to fix about an API or bridge URL, or None when it is fine.
+def check_base_url(url: str, what: str, loopback_http: bool = True) -> str | None:
+    """Return what to fix about an API or bridge base URL, or None when it is fine.
 
-    Plain http is allowed only for the local stack (loopback hosts), so a typo can't send a
-    token or a webhook secret over the open internet.
+    The one URL rule of the project (stack config and provider inputs alike):
+    - https, with a host. Plain http only to a loopback host (127.0.0.1, localhost, ::1: the
+      sandbox's emulators and local bridge) and only where ``loopback_http`` allows it, so a
+      typo can't send a token or a webhook secret over the open internet. ``::1`` is loopback
+      as much as 127.0.0.1 is, so it is treated alike.
+    - no query string, fragment or user:password: paths are appended to a base URL, so a query
+      would land in the middle of every call's URL, and credentials belong in config secrets.
+    The message names ``what`` and never the URL itself (a pasted value could be a secret).
     """
     parts = urlsplit(url)
+    plain = "" if not loopback_http else " (plain http only to 127.0.0.1, localhost or [::1])"
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        return f"{what} must be an absolute https:// URL, got {url!r}"
-    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
-        return (
-            f"{what} uses plain http ({url!r}); use https://, "
-            "plain http is allowed only for 127.0.0.1/localhost in the local stack"
-        )
-    if parts.query or parts.fragment:
-        return f"{what} must not carry a query string or fragment, got {url!r}"
+        return f"{what} must be an absolute https:// URL{plain}"
+    if parts.scheme == "http" and (not loopback_http or parts.hostname not in LOCAL_HOSTS):
+        return f"{what} uses plain http; use https://{plain}"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"{what} must not carry a query string, fragment or user:password"
     return None
 
 
@@ -280,10 +284,12 @@ class ApiSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> Self:
-        return cls(
-            api_url=str(config.get(cls.url_key) or cls.default_url),
-            token=str(config.get(cls.token_key) or ""),
-        )
+        return cls(api_url=cls.url_from_config(config), token=str(config.get(cls.token_key) or ""))
+
+    @classmethod
+    def url_from_config(cls, config: Config) -> str:
+        """The API's URL: the stack's explicit one, else the API's default."""
+        return str(config.get(cls.url_key) or cls.default_url)
 
     def problems(self) -> list[str]:
         """What to fix in the stack config before any call can work."""

@@ -1,6 +1,8 @@
 """The project's name, as Pulumi.yaml declares it: the config namespace and type-token prefix."""
 
 PROJECT = "userflow-segment"
+SEGMENT_ROUTE_PATH = "/segment"
+USERFLOW_ROUTE_PATH = "/userflow"
 
 
 def component_type(name: str) -> str:
