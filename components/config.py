@@ -61,7 +61,7 @@ AWS_REGIONS = frozenset({
     "us-west-2",
     "cn-north-1", "cn-northwest-1",  # aws-cn
     "us-gov-east-1", "us-gov-west-1",  # aws-us-gov
-    "eusc-de-east-1",  # aws-eusc (European Sovereign Cloud)
+    "eusc-de-east-1",  # aws-eusc (the AWS European Sovereign Cloud)
 })
 ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 SEGMENT_SOURCE_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
@@ -209,6 +209,7 @@ class StackConfig:
 
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 @dataclass
@@ -244,26 +245,19 @@ class _Reader:
         return (self.declared[key].default or "false") == "true"
 
     def integer(self, key: str, low: int, high: int) -> int:
-        value = self.text(key)
-        allowed = f"must be an integer from {low} to {high}"
-        try:
-            number = int(cast(str, value))
-        except (TypeError, ValueError):
-            number = None
-        if number is None or not low <= number <= high:
-            self.fail(key, allowed)
-            return int(cast(str, self.declared[key].default))
-        return number
+        return self._ranged(key, int, low, high, f"an integer from {low} to {high}")
 
     def number(self, key: str, low: float, high: float) -> float:
-        value = self.text(key)
+        return self._ranged(key, float, low, high, f"a number from {low:g} to {high:g}")
+
+    def _ranged(self, key: str, kind: Callable[[str], N], low: N, high: N, what: str) -> N:
         try:
-            number = float(cast(str, value))
+            number: N | None = kind(cast(str, self.text(key)))
         except (TypeError, ValueError):
             number = None
         if number is None or not low <= number <= high:
-            self.fail(key, f"must be a number from {low:g} to {high:g}")
-            return float(cast(str, self.declared[key].default))
+            self.fail(key, f"must be {what}")
+            return kind(cast(str, self.declared[key].default))
         return number
 
     def string_list(self, key: str) -> tuple[str, ...]:
@@ -446,11 +440,8 @@ class Parsed:
 
 
 def parse_stack(
-    raw: Mapping[str, str],
-    stack: str,
-    secrets: Mapping[str, pulumi.Output[str]],
-    region: str | None,
-    project_root: Path = PROJECT_ROOT,
+    raw: Mapping[str, str], stack: str, secrets: Mapping[str, pulumi.Output[str]],
+    region: str | None, project_root: Path = PROJECT_ROOT,
     plaintext_keys: Collection[str] = frozenset(),
 ) -> Parsed:
     """Validate the raw config of `stack` (keys without the namespace, values as the engine
@@ -534,11 +525,8 @@ def parse_stack(
 
 
 def parse_config(
-    raw: Mapping[str, str],
-    stack: str,
-    secrets: Mapping[str, pulumi.Output[str]],
-    region: str | None,
-    project_root: Path = PROJECT_ROOT,
+    raw: Mapping[str, str], stack: str, secrets: Mapping[str, pulumi.Output[str]],
+    region: str | None, project_root: Path = PROJECT_ROOT,
     plaintext_keys: Collection[str] = frozenset(),
 ) -> StackConfig:
     """The valid config; raises one ConfigError listing every problem."""
@@ -579,9 +567,7 @@ def _stack_config_keys() -> set[str]:
     return keys
 
 
-def load_config(
-    config_factory: Callable[[str], pulumi.Config] = pulumi.Config,
-) -> StackConfig:
+def load_config(config_factory: Callable[[str], pulumi.Config] = pulumi.Config) -> StackConfig:
     """Read and validate this stack's config; raises one ConfigError naming every problem."""
     config = config_factory(NAMESPACE)
     all_keys = _stack_config_keys()

@@ -221,7 +221,7 @@ def test_a_secret_set_in_plaintext_is_refused(key: str) -> None:
 
 
 def test_every_problem_is_listed_at_once_one_line_each_without_values() -> None:
-    # GIVEN a stack with four problems: a missing secret, two bad values, a missing choice
+    # GIVEN a stack with five problems: a missing secret and app source, three bad values
     pasted = "ak_live_SECRET_0123"
     raw = {"environment": "qa", "logRetentionDays": "10", "alarmTopicArn": pasted,
            "segmentBatchSize": "lots"}
@@ -381,3 +381,21 @@ def test_explicit_urls_elsewhere_override_the_region_for_the_sandbox() -> None:
                     "segmentTrackingUrl": "http://127.0.0.1:5/"}, "local", region=None)
     assert (config.segment_api_url, config.segment_tracking_url) == (
         "http://127.0.0.1:5", "http://127.0.0.1:5")
+
+
+def test_the_aws_region_list_is_botocores() -> None:
+    # botocore (pinned with the bridge) is where the list was taken from: a botocore upgrade
+    # that knows a new Region fails here until AWS_REGIONS has it too.
+    import importlib.util
+    import json
+
+    from components.config import AWS_REGIONS
+
+    spec = importlib.util.find_spec("botocore")
+    assert spec is not None and spec.origin is not None
+    endpoints = Path(spec.origin).parent / "data" / "endpoints.json"
+    partitions = json.loads(endpoints.read_text())["partitions"]
+    listed = {region for p in partitions if p["partition"] in ("aws", "aws-cn", "aws-us-gov",
+                                                                "aws-eusc")
+              for region in p["regions"]}
+    assert listed == AWS_REGIONS
