@@ -1,4 +1,4 @@
-"""The one small HTTP layer the Segment and Userflow clients share, and the provider plumbing.
+"""The one small HTTP layer the Segment and Userflow clients share (provider plumbing: provider.py).
 
 JSON in and out, a User-Agent, retries on 429 and 5xx that honour the server's own wait hint
 (Segment's ``msBeforeNext``, ``X-RateLimit-Reset``, ``Retry-After``) with a cap, and errors that
@@ -18,23 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
-import pulumi
 import requests
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    Config,
-    ConfigureRequest,
-    DiffResult,
-    ReadResult,
-    Resource,
-    ResourceProvider,
-)
-from pulumi.output import Unknown
-from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_SENTINEL
+from pulumi.dynamic import Config
 
 from components.project import PROJECT
 
@@ -77,22 +65,26 @@ class RetryPolicy:
     timeout_s: float = 30.0
 
 
-def check_base_url(url: str, what: str) -> str | None:
-    """Return what to fix about an API or bridge URL, or None when it is fine.
+def check_base_url(url: str, what: str, loopback_http: bool = True) -> str | None:
+    """Return what to fix about an API or bridge base URL, or None when it is fine.
 
-    Plain http is allowed only for the local stack (loopback hosts), so a typo can't send a
-    token or a webhook secret over the open internet.
+    The one URL rule of the project (stack config and provider inputs alike):
+    - https, with a host. Plain http only to a loopback host (127.0.0.1, localhost, ::1: the
+      sandbox's emulators and local bridge) and only where ``loopback_http`` allows it, so a
+      typo can't send a token or a webhook secret over the open internet. ``::1`` is loopback
+      as much as 127.0.0.1 is, so it is treated alike.
+    - no query string, fragment or user:password: paths are appended to a base URL, so a query
+      would land in the middle of every call's URL, and credentials belong in config secrets.
+    The message names ``what`` and never the URL itself (a pasted value could be a secret).
     """
     parts = urlsplit(url)
+    plain = "" if not loopback_http else " (plain http only to 127.0.0.1, localhost or [::1])"
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        return f"{what} must be an absolute https:// URL, got {url!r}"
-    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
-        return (
-            f"{what} uses plain http ({url!r}); use https://, "
-            "plain http is allowed only for 127.0.0.1/localhost in the local stack"
-        )
-    if parts.query or parts.fragment:
-        return f"{what} must not carry a query string or fragment, got {url!r}"
+        return f"{what} must be an absolute https:// URL{plain}"
+    if parts.scheme == "http" and (not loopback_http or parts.hostname not in LOCAL_HOSTS):
+        return f"{what} uses plain http; use https://{plain}"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"{what} must not carry a query string, fragment or user:password"
     return None
 
 
@@ -292,10 +284,12 @@ class ApiSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> Self:
-        return cls(
-            api_url=str(config.get(cls.url_key) or cls.default_url),
-            token=str(config.get(cls.token_key) or ""),
-        )
+        return cls(api_url=cls.url_from_config(config), token=str(config.get(cls.token_key) or ""))
+
+    @classmethod
+    def url_from_config(cls, config: Config) -> str:
+        """The API's URL: the stack's explicit one, else the API's default."""
+        return str(config.get(cls.url_key) or cls.default_url)
 
     def problems(self) -> list[str]:
         """What to fix in the stack config before any call can work."""
@@ -362,168 +356,3 @@ class ApiClient:
             self._call("DELETE", path, operation, object_id, media_type=media_type)
         except NotFoundError:
             return  # already gone is what delete wanted
-
-
-# -- provider plumbing ------------------------------------------------------------------------
-
-ClientT = TypeVar("ClientT", bound=ApiClient)
-
-
-def unknown() -> Any:
-    """A placeholder for a value only known after apply (what preview passes in its place)."""
-    return Unknown()  # type: ignore[no-untyped-call]
-
-
-def is_unknown(value: Any) -> bool:
-    """True for a value Pulumi doesn't know yet (preview): validate and compare it later."""
-    if isinstance(value, Unknown) or value == UNKNOWN_SENTINEL:
-        return True
-    if isinstance(value, dict):
-        return any(is_unknown(v) for v in value.values())
-    if isinstance(value, list):
-        return any(is_unknown(v) for v in value)
-    return False
-
-
-class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
-    """A dynamic provider whose credentials come from stack config through ``configure()``.
-
-    Pulumi 3.260 (``pulumi/dynamic/__main__.py``) unpickles the provider, then calls
-    ``configure(ConfigureRequest(Config(<whole stack config>)))`` once per process; the engine
-    passes dynamic providers every stack config key with its namespace and secrets decrypted.
-    So the token lives only in the provider process's memory: ``__getstate__`` keeps just the
-    retry policy, and the pickled provider in the state holds no token, session or socket.
-
-    Subclasses name the API they call (``client_type``), and give the pure pieces of the
-    lifecycle: ``with_defaults`` and ``validate`` for check(); ``identity``, ``mutable``,
-    ``regenerated``, ``desired_view`` and ``delete_before_replace`` for diff(); ``read_state``
-    for read() (where a 404 means gone). Create, update and delete stay theirs: each API
-    adopts what an interrupted ``up`` left behind in its own way.
-    """
-
-    client_type: type[ClientT]
-    identity: ClassVar[tuple[str, ...]] = ()  # inputs whose change means a new object
-    mutable: ClassVar[tuple[str, ...]] = ()  # inputs an update changes in place
-    regenerated: ClassVar[tuple[str, ...]] = ()  # outputs update restores when a read lost them
-
-    def __init__(self, policy: RetryPolicy | None = None) -> None:
-        super().__init__()
-        self._policy = policy
-        self._settings: ApiSettings | None = None
-        self._client: ClientT | None = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"policy": self._policy}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state.get("policy"))  # type: ignore[misc]
-
-    def configure(self, req: ConfigureRequest) -> None:
-        with self._lock:
-            self._settings = self.client_type.settings_type.from_config(req.config)
-            self._client = None
-
-    def config_problems(self) -> list[str]:
-        """What is wrong with the stack config, for check() to report before any call."""
-        if self._settings is None:
-            return [
-                "the provider was not configured with the stack config "
-                "(needs Pulumi >= 3.136, where dynamic providers receive configure())"
-            ]
-        return self._settings.problems()
-
-    def client(self) -> ClientT:
-        """The API client, built on first use (never at import or pickling time)."""
-        with self._lock:
-            if self._client is None:
-                problems = self.config_problems()
-                if problems:
-                    raise ValueError("; ".join(problems))
-                assert self._settings is not None
-                self._client = self.client_type(self._settings, policy=self._policy)
-            return self._client
-
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        """The inputs with their defaults; their problems, then the stack config's problems."""
-        inputs = self.with_defaults(news)
-        failures = [CheckFailure(prop, reason) for prop, reason in self.validate(inputs)]
-        failures.extend(CheckFailure("config", problem) for problem in self.config_problems())
-        return CheckResult(inputs, failures)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        """Pure and call-free: the wanted view of the inputs against the old outputs."""
-        wanted = self.desired_view(self.with_defaults(news))
-        replaces, updates = diff_managed(olds, wanted, self.identity, self.mutable)
-        updates.extend(key for key in self.regenerated if not olds.get(key))
-        return DiffResult(
-            changes=bool(replaces or updates),
-            replaces=replaces,
-            delete_before_replace=self.delete_before_replace(replaces),
-        )
-
-    def desired_view(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
-        """What the inputs ask for, in the shape of the outputs (the inputs themselves here)."""
-        return inputs
-
-    def delete_before_replace(self, replaces: list[str]) -> bool | None:
-        """Whether the old object must go before its replacement is made; None: the engine's."""
-        return None
-
-    def with_defaults(self, news: Mapping[str, Any]) -> dict[str, Any]:
-        """The inputs with every optional one filled in (pure, so diff can use it too)."""
-        return dict(news)
-
-    def validate(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
-        """(input, what is wrong with it) for each bad input; unknown values are skipped."""
-        raise NotImplementedError
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """The object as the API has it now; a 404 means it is gone (Pulumi drops it)."""
-        try:
-            return ReadResult(id_, self.read_state(id_, props))
-        except NotFoundError:
-            return ReadResult("", {})
-
-    def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
-        """The outputs for ``id_``, read from the API; raises NotFoundError when it is gone."""
-        raise NotImplementedError
-
-
-class OwnedResource(Resource):
-    """A dynamic resource the stack owns: its outputs start unset, and some of them are secret.
-
-    Subclasses give the ``module=``/``name=`` of their type token as before; this class only
-    builds the props and the options, so each resource's ``__init__`` is one call.
-    """
-
-    def __init__(
-        self,
-        provider: ResourceProvider,
-        resource_name: str,
-        inputs: Mapping[str, Any],
-        outputs: tuple[str, ...],
-        secret_outputs: list[str],
-        opts: pulumi.ResourceOptions | None,
-    ) -> None:
-        props: dict[str, Any] = {**inputs, **dict.fromkeys(outputs)}
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=secret_outputs)
-        super().__init__(
-            provider, resource_name, props, pulumi.ResourceOptions.merge(opts, secret_opts)
-        )
-
-
-def diff_managed(
-    olds: Mapping[str, Any],
-    news: Mapping[str, Any],
-    identity: tuple[str, ...],
-    mutable: tuple[str, ...],
-) -> tuple[list[str], list[str]]:
-    """Compare new inputs with the old outputs: (fields forcing replacement, fields to update).
-
-    Pure and call-free, so ``pulumi preview`` and a second ``up`` cost no API call. A value not
-    known yet (preview) counts as a change, because it may well be one.
-    """
-    replaces = [k for k in identity if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
-    updates = [k for k in mutable if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
-    return replaces, updates

@@ -1,59 +1,151 @@
 """The stack's configuration: read once from `userflow-segment:*`, validated, frozen.
 
-`parse_config` is pure (raw strings in, `StackConfig` out) so every rule is unit-testable;
-`load_config` is the only place that touches `pulumi.Config`. Every error names the key and
-what is allowed; no error ever carries a value (a value could be a secret).
+Two layers, each saying a thing once:
+- `Pulumi.yaml`'s typed `config:` block declares every key: its type, whether it is secret,
+  its default and what it is for. The engine checks those before the program runs and lists
+  every missing key at once. This module reads the same block (`declarations`) for the
+  defaults, so a run under mocks sees exactly what a real run sees.
+- `parse_config` (pure: raw strings in, `StackConfig` out) holds the ranges and cross-key
+  rules a type can't say. It collects every problem and raises them as one `ConfigError`
+  (a `pulumi.RunError`, which the engine prints as a message, without a traceback), one line
+  per problem. No message ever carries a value (a value could be a secret).
+
+`load_config` is the only place that touches `pulumi.Config`.
 """
 
 from __future__ import annotations
 
-import importlib
+import difflib
+import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar, cast
-from urllib.parse import urlparse
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
 
 import pulumi
+import yaml
 from pulumi.runtime import config as pulumi_config
 
+from components.api_http import check_base_url
 from components.project import PROJECT
+from components.segment_api import REGIONS, Region
+from components.segment_destination import DEFAULT_EVENT_TYPES, SEGMENT_EVENT_TYPES
+from components.segment_source import SLUG_PATTERN
+from components.userflow_api import DEFAULT_API_URL as USERFLOW_API_URL
+from components.userflow_api import TOPIC_FORMS, TOPIC_PATTERN
 
 NAMESPACE = PROJECT
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Hosting = Literal["aws", "local"]
 HOSTINGS: tuple[Hosting, ...] = ("aws", "local")
-SEGMENT_EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+SEGMENT_REGIONS: tuple[Region, ...] = tuple(REGIONS)
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
     2922, 3288, 3653,
 )
-# Userflow webhook topics (docs/ARCHITECTURE.md, NOTES §5); `event.tracked.<name>` is open-ended.
-USERFLOW_TOPIC = re.compile(
-    r"^(\*|user(\.created|\.updated)?|group(\.created|\.updated)?|event(\.tracked(\.[a-z0-9_]+)?)?)$"
-)
+# AWS Regions by partition, as botocore 1.44.8 lists them (botocore/data/endpoints.json) and
+# https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-regions.html documents
+# them. A Region launched later goes here.
+AWS_REGIONS = frozenset({
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2",
+    "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2",
+    "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7",
+    "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1",
+    "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1", "me-central-1",
+    "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-west-1",
+    "us-west-2",
+    "cn-north-1", "cn-northwest-1",  # aws-cn
+    "us-gov-east-1", "us-gov-west-1",  # aws-us-gov
+    "eusc-de-east-1",  # aws-eusc (the AWS European Sovereign Cloud)
+})
 ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 SEGMENT_SOURCE_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
-SEGMENT_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
-
-DEFAULT_MAPPING = "bridge_code/mapping.yaml"
+SNS_TOPIC_ARN_FORM = "arn:aws:sns:<region>:<12-digit account id>:<topic name>"
 
 # Keys whose value is a credential: read only as Pulumi secrets, never as plain strings.
 SECRET_KEYS = ("segmentToken", "userflowApiKey")
 
 
-class ConfigError(ValueError):
-    """A config key is missing or invalid; the message names the key and what is allowed."""
+# -- Pulumi.yaml's declarations -----------------------------------------------------------------
 
-    def __init__(self, key: str, allowed: str) -> None:
-        qualified = key if ":" in key else f"{NAMESPACE}:{key}"
-        super().__init__(f"config {qualified}: {allowed}")
-        self.key = key
+
+@dataclass(frozen=True)
+class Declaration:
+    """One key of Pulumi.yaml's `config:` block."""
+
+    type: str  # string | integer | boolean | array
+    default: str | None  # as the engine hands it to the program; None: the key is required
+    secret: bool = False
+
+
+def engine_string(value: Any) -> str:
+    """A config value as the engine hands it to the program: scalars as text, lists as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def parse_declarations(document: Mapping[str, Any]) -> dict[str, Declaration]:
+    """The project's own keys (no namespace in Pulumi.yaml) from a parsed Pulumi.yaml."""
+    found: dict[str, Declaration] = {}
+    for key, spec in (document.get("config") or {}).items():
+        if ":" in key or not isinstance(spec, dict):
+            continue  # another namespace's value (e.g. aws:region), not one of our keys
+        default = spec.get("default")
+        found[key] = Declaration(
+            type=str(spec.get("type", "string")),
+            default=None if default is None else engine_string(default),
+            secret=bool(spec.get("secret", False)),
+        )
+    return found
+
+
+@functools.cache
+def declarations(project_root: Path = PROJECT_ROOT) -> Mapping[str, Declaration]:
+    """Every key this program reads, as `Pulumi.yaml` declares it."""
+    document = yaml.safe_load((project_root / "Pulumi.yaml").read_text(encoding="utf-8"))
+    return parse_declarations(document)
+
+
+# -- problems -------------------------------------------------------------------------------------
+
+
+def qualified(key: str) -> str:
+    return key if ":" in key else f"{NAMESPACE}:{key}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    allowed: str
+
+    def __str__(self) -> str:
+        return f"config {qualified(self.key)}: {self.allowed}"
+
+
+class ConfigError(pulumi.RunError):
+    """The stack's config has problems; the message lists each, one line, naming its key.
+
+    A `pulumi.RunError`, so the engine shows the message alone, without a Python traceback.
+    """
+
+    def __init__(self, problems: Sequence[Problem], stack: str = "") -> None:
+        self.problems = tuple(problems)
+        self.keys = tuple(p.key for p in self.problems)
+        self.key = self.keys[0]
+        count = len(self.problems)
+        subject = f"stack '{stack}'" if stack else "the stack"
+        header = (f"{subject} has a configuration problem" if count == 1
+                  else f"{subject} has {count} configuration problems")
+        super().__init__("\n".join([header + ":", *(f"  {p}" for p in self.problems)]))
 
 
 @dataclass(frozen=True)
@@ -68,6 +160,7 @@ class StackConfig:
     """`aws:region` (required when hosting=aws)."""
     bridge_url: str | None
     """hosting=local only: where the local bridge listens."""
+    segment_region: Region
     segment_api_url: str
     segment_token: pulumi.Output[str]
     segment_tracking_url: str
@@ -116,281 +209,355 @@ class StackConfig:
 
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
+@dataclass
 class _Reader:
-    """Typed access to the raw (string) config values, each failure naming its key."""
+    """Typed access to the raw (string) config values. Each key's default comes from its
+    declaration; each failure is recorded (the default stands in) so one run reports all;
+    every key asked for is recorded, so the keys nobody asked for are the unknown ones."""
 
-    def __init__(self, raw: Mapping[str, str]) -> None:
-        self._raw = raw
+    raw: Mapping[str, str]
+    declared: Mapping[str, Declaration]
+    problems: list[Problem] = field(default_factory=list)
+    asked: set[str] = field(default_factory=set)
 
-    def has(self, key: str) -> bool:
-        return self._raw.get(key) not in (None, "")
+    def fail(self, key: str, allowed: str) -> None:
+        self.problems.append(Problem(key, allowed))
 
-    def text(self, key: str, default: str | None = None) -> str | None:
-        value = self._raw.get(key)
-        return default if value in (None, "") else value
+    def failed(self, *keys: str) -> bool:
+        return any(p.key in keys for p in self.problems)
 
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.text(key)
-        if value is None:
-            return default
+    def text(self, key: str) -> str | None:
+        """The stack's value, else the declared default; None (or "") when neither is set."""
+        self.asked.add(key)
+        value = self.raw.get(key)
+        if value in (None, ""):
+            value = self.declared[key].default  # KeyError: a key Pulumi.yaml doesn't declare
+        return value or None
+
+    def boolean(self, key: str) -> bool:
+        value = self.text(key) or "false"
         if value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ConfigError(key, "must be true or false")
+        self.fail(key, "must be true or false")
+        return (self.declared[key].default or "false") == "true"
 
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.text(key)
-        if value is None:
-            return default
+    def integer(self, key: str, low: int, high: int) -> int:
+        return self._ranged(key, int, low, high, f"an integer from {low} to {high}")
+
+    def number(self, key: str, low: float, high: float) -> float:
+        return self._ranged(key, float, low, high, f"a number from {low:g} to {high:g}")
+
+    def _ranged(self, key: str, kind: Callable[[str], N], low: N, high: N, what: str) -> N:
         try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(key, f"must be an integer from {low} to {high}") from None
-        if not low <= number <= high:
-            raise ConfigError(key, f"must be an integer from {low} to {high}")
+            number: N | None = kind(cast(str, self.text(key)))
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not low <= number <= high:
+            self.fail(key, f"must be {what}")
+            return kind(cast(str, self.declared[key].default))
         return number
 
-    def number(self, key: str, default: float, low: float, high: float) -> float:
+    def string_list(self, key: str) -> tuple[str, ...]:
+        """The list; empty when unset (each list key's default is [], "the provider's own")."""
         value = self.text(key)
         if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(key, f"must be a number from {low:g} to {high:g}") from None
-        if not low <= number <= high:
-            raise ConfigError(key, f"must be a number from {low:g} to {high:g}")
-        return number
-
-    def string_list(self, key: str) -> tuple[str, ...] | None:
-        value = self.text(key)
-        if value is None:
-            return None
+            return ()
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
-            raise ConfigError(key, "must be a YAML list of strings") from None
+            parsed = None
         if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
-            raise ConfigError(key, "must be a YAML list of strings")
-        if not parsed:
-            raise ConfigError(key, "must not be empty")
+            self.fail(key, "must be a YAML list of strings")
+            return ()
         if len(set(parsed)) != len(parsed):
-            raise ConfigError(key, "must not repeat an entry")
+            self.fail(key, "must not repeat an entry")
         return tuple(parsed)
 
-    def choice(self, key: str, default: T, allowed: tuple[T, ...]) -> T:
+    def choice(self, key: str, allowed: tuple[T, ...]) -> T:
         value = self.text(key)
-        if value is None:
-            return default
         for option in allowed:
             if value == option:
                 return option
-        raise ConfigError(key, "must be one of " + ", ".join(map(str, allowed)))
+        self.fail(key, "must be one of " + ", ".join(map(str, allowed)))
+        return next(o for o in allowed if o == self.declared[key].default)
 
-    def url(self, key: str, default: str, local_ok: bool) -> str:
-        value = cast(str, self.text(key, default))
-        return _validated_url(key, value, local_ok)
-
-
-def _validated_url(key: str, value: str, local_ok: bool) -> str:
-    parsed = urlparse(value)
-    loopback = parsed.hostname in ("127.0.0.1", "localhost")
-    if parsed.scheme == "https" and parsed.hostname:
+    def url(self, key: str, default: str, loopback_http: bool) -> str:
+        value = self.text(key) or default
+        problem = check_base_url(value, key, loopback_http)
+        if problem:
+            self.fail(key, problem.removeprefix(f"{key} "))
+            return default
         return value.rstrip("/")
-    if local_ok and parsed.scheme == "http" and loopback:
-        return value.rstrip("/")
-    allowed = "an https:// URL" + (" (or http://127.0.0.1:<port>)" if local_ok else "")
-    raise ConfigError(key, f"must be {allowed}")
 
 
-def parse_config(
-    raw: Mapping[str, str],
-    stack: str,
-    secrets: Mapping[str, pulumi.Output[str]],
-    region: str | None,
-    default_userflow_topics: tuple[str, ...] | None = None,
-    project_root: Path = PROJECT_ROOT,
-    plaintext_keys: frozenset[str] = frozenset(),
-) -> StackConfig:
+# -- the rules ------------------------------------------------------------------------------------
+
+
+def _environment(read: _Reader, stack: str) -> str:
+    environment = read.text("environment")
+    if environment is None:
+        read.fail("environment", f"is required and must equal the stack name ({stack})")
+        return stack
+    if environment != stack:
+        read.fail("environment", f"must equal the stack name ({stack})")
+    elif not ENVIRONMENT_NAME.match(environment):
+        read.fail("environment", "must be lowercase letters, digits and '-', at most 20")
+    return environment
+
+
+def _region(read: _Reader, region: str | None, hosting: Hosting) -> None:
+    if hosting == "local":
+        return
+    if not region:
+        read.fail("aws:region", "is required when hosting=aws")
+    elif region not in AWS_REGIONS:
+        near = difflib.get_close_matches(region, sorted(AWS_REGIONS), n=1, cutoff=0.7)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        read.fail("aws:region", f"must be an AWS Region code such as eu-central-1{hint}")
+
+
+def _bridge_url(read: _Reader, local: bool) -> str | None:
+    given = read.text("bridgeUrl")
+    if not local:
+        if given:
+            read.fail("bridgeUrl", "is allowed only when hosting=local (aws: the API's URL)")
+        return None
+    if not given:
+        read.fail("bridgeUrl", "is required when hosting=local")
+        return None
+    return read.url("bridgeUrl", given, loopback_http=True)
+
+
+def _secrets(
+    read: _Reader, secrets: Mapping[str, pulumi.Output[str]], plaintext_keys: Collection[str]
+) -> None:
+    for key in SECRET_KEYS:
+        read.asked.add(key)
+        if key in plaintext_keys:
+            read.fail(key, f"must be encrypted: pulumi config set --secret {key} <value> "
+                           "(and make sure the plaintext never reached a commit)")
+        elif key not in secrets:
+            read.fail(key, f"is required, as a secret: pulumi config set --secret {key} <value>")
+
+
+def _app_source(read: _Reader, local: bool) -> tuple[bool, str | None, str | None]:
+    create = read.boolean("createAppSource")
+    source_id = read.text("segmentAppSourceId")
+    slug = read.text("segmentAppSourceSlug")
+    if create and not local:
+        read.fail("createAppSource", "may be true only when hosting=local")
+    given = [k for k, v in (("segmentAppSourceId", source_id),
+                            ("segmentAppSourceSlug", slug)) if v]
+    if create and given:
+        read.fail(given[0], "must be unset when createAppSource is true")
+    elif not create and len(given) != 1:
+        read.fail("segmentAppSourceId",
+                  "exactly one of segmentAppSourceId or segmentAppSourceSlug is required"
+                  + (" (or createAppSource: true)" if local else ""))
+    if source_id is not None and not SEGMENT_SOURCE_ID.match(source_id):
+        read.fail("segmentAppSourceId", "must be a Segment source id (letters, digits)")
+    if slug is not None and not SLUG_PATTERN.match(slug):
+        read.fail("segmentAppSourceSlug", "must be a Segment slug (a-z, 0-9, '-', '_')")
+    return create, source_id, slug
+
+
+def _segment_urls(read: _Reader, local: bool) -> tuple[Region, str, str]:
+    """The region's official hosts, or explicit overrides (the sandbox's emulator) that must
+    not point at another region's official host."""
+    region = read.choice("segmentRegion", SEGMENT_REGIONS)
+    hosts = REGIONS[region]
+    api_url = read.url("segmentApiUrl", hosts.api_url, local)
+    tracking_url = read.url("segmentTrackingUrl", hosts.tracking_url, local)
+    for key, url in (("segmentApiUrl", api_url), ("segmentTrackingUrl", tracking_url)):
+        owner = _official_region(url)
+        if owner is not None and owner != region:
+            read.fail(key, f"is Segment's {owner} host but segmentRegion is {region}: set "
+                           f"segmentRegion: {owner}, or leave {key} unset")
+    return region, api_url, tracking_url
+
+
+def _official_region(url: str) -> Region | None:
+    host = urlsplit(url).hostname
+    for region, hosts in REGIONS.items():
+        if host in (urlsplit(hosts.api_url).hostname, urlsplit(hosts.tracking_url).hostname):
+            return region
+    return None
+
+
+def _event_types(read: _Reader) -> tuple[str, ...]:
+    event_types = read.string_list("segmentEventTypes") or DEFAULT_EVENT_TYPES
+    if any(t not in SEGMENT_EVENT_TYPES for t in event_types):
+        read.fail("segmentEventTypes", "entries must be among " + ", ".join(SEGMENT_EVENT_TYPES))
+    return event_types
+
+
+def _topics(read: _Reader) -> tuple[str, ...] | None:
+    topics = read.string_list("userflowTopics") or None
+    if topics is not None and not all(TOPIC_PATTERN.match(t) for t in topics):
+        read.fail("userflowTopics", f"entries must be Userflow topics: {TOPIC_FORMS}")
+    return topics
+
+
+def _mapping(read: _Reader, project_root: Path) -> Path:
+    mapping = project_root / cast(str, read.text("bridgeMapping"))
+    if mapping.suffix not in (".yaml", ".yml") or not mapping.is_file():
+        read.fail("bridgeMapping", "must be an existing .yaml file (relative path)")
+    return mapping
+
+
+def _alarm_topic(read: _Reader) -> str | None:
+    arn = read.text("alarmTopicArn")
+    if arn is not None and not SNS_TOPIC_ARN.match(arn):
+        read.fail("alarmTopicArn", f"must be an SNS topic ARN: {SNS_TOPIC_ARN_FORM} "
+                                   "(letters, digits, '-' and '_' in the name; "
+                                   "e.g. arn:aws:sns:eu-central-1:123456789012:on-call)")
+    return arn
+
+
+def _concurrency(read: _Reader, key: str) -> int:
+    value = read.integer(key, -1, 1000)
+    if value == 0:
+        read.fail(key, "must be -1 (unreserved) or 1 to 1000; 0 would disable it")
+    return value
+
+
+@dataclass(frozen=True)
+class Parsed:
+    config: StackConfig
+    """Valid only when there are no problems (a bad value's default stands in for it)."""
+    problems: tuple[Problem, ...]
+    read_keys: frozenset[str]
+    """Every key the rules asked for: any other key of the namespace is one nobody reads."""
+
+    def valid(self, stack: str) -> StackConfig:
+        """The config, or one ConfigError listing every problem."""
+        if self.problems:
+            raise ConfigError(self.problems, stack)
+        return self.config
+
+
+def parse_stack(
+    raw: Mapping[str, str], stack: str, secrets: Mapping[str, pulumi.Output[str]],
+    region: str | None, project_root: Path = PROJECT_ROOT,
+    plaintext_keys: Collection[str] = frozenset(),
+) -> Parsed:
     """Validate the raw config of `stack` (keys without the namespace, values as the engine
-    hands them over: strings, lists as JSON) into a `StackConfig`.
+    hands them over: strings, lists as JSON), collecting every problem.
 
     `secrets` holds the secret keys that are set, as Pulumi secrets: their presence is
     checked here, their values are never looked at. `plaintext_keys` names secret keys that
     were set without `--secret` (their value would sit readable in the stack file).
     """
-    read = _Reader(raw)
-
-    environment = read.text("environment")
-    if environment is None:
-        raise ConfigError("environment", f"is required and must equal the stack name ({stack})")
-    if environment != stack:
-        raise ConfigError("environment", f"must equal the stack name ({stack})")
-    if not ENVIRONMENT_NAME.match(environment):
-        raise ConfigError("environment", "must be lowercase letters, digits and '-', at most 20")
-
-    hosting = read.choice("hosting", "aws", HOSTINGS)
+    read = _Reader(raw, declarations(project_root))
+    environment = _environment(read, stack)
+    hosting = read.choice("hosting", HOSTINGS)
     local = hosting == "local"
-    if not local and not region:
-        raise ConfigError("aws:region", "is required when hosting=aws")
+    _region(read, region, hosting)
+    bridge_url = _bridge_url(read, local)
+    _secrets(read, secrets, plaintext_keys)
+    create_app_source, source_id, source_slug = _app_source(read, local)
+    segment_region, segment_api_url, segment_tracking_url = _segment_urls(read, local)
 
-    bridge_url: str | None = None
-    if local:
-        if not read.has("bridgeUrl"):
-            raise ConfigError("bridgeUrl", "is required when hosting=local")
-        bridge_url = _validated_url("bridgeUrl", cast(str, read.text("bridgeUrl")), True)
-    elif read.has("bridgeUrl"):
-        raise ConfigError("bridgeUrl", "is allowed only when hosting=local (aws: the API's URL)")
-
-    for key in SECRET_KEYS:
-        if key in plaintext_keys:
-            raise ConfigError(
-                key, f"must be encrypted: pulumi config set --secret {key} <value> "
-                "(and make sure the plaintext never reached a commit)"
-            )
-        if key not in secrets:
-            raise ConfigError(
-                key, f"is required, as a secret: pulumi config set --secret {key} <value>"
-            )
-
-    create_app_source = read.boolean("createAppSource", False)
-    if create_app_source and not local:
-        raise ConfigError("createAppSource", "may be true only when hosting=local")
-    source_id = read.text("segmentAppSourceId")
-    source_slug = read.text("segmentAppSourceSlug")
-    given = [k for k, v in (("segmentAppSourceId", source_id), ("segmentAppSourceSlug",
-                                                                 source_slug)) if v]
-    if create_app_source and given:
-        raise ConfigError(given[0], "must be unset when createAppSource is true")
-    if not create_app_source and len(given) != 1:
-        raise ConfigError(
-            "segmentAppSourceId",
-            "exactly one of segmentAppSourceId or segmentAppSourceSlug is required"
-            + (" (or createAppSource: true)" if local else ""),
-        )
-    if source_id is not None and not SEGMENT_SOURCE_ID.match(source_id):
-        raise ConfigError("segmentAppSourceId", "must be a Segment source id (letters, digits)")
-    if source_slug is not None and not SEGMENT_SLUG.match(source_slug):
-        raise ConfigError("segmentAppSourceSlug", "must be a Segment slug (a-z, 0-9, '-', '_')")
-
-    event_types = read.string_list("segmentEventTypes") or ("identify", "track", "group")
-    unknown = [t for t in event_types if t not in SEGMENT_EVENT_TYPES]
-    if unknown:
-        raise ConfigError("segmentEventTypes", "entries must be among " + ", ".join(
-            SEGMENT_EVENT_TYPES))
-
-    topics = read.string_list("userflowTopics") or default_userflow_topics
-    if topics is not None and not all(USERFLOW_TOPIC.match(t) for t in topics):
-        raise ConfigError(
-            "userflowTopics",
-            "entries must be Userflow topics: *, user[.created|.updated], "
-            "group[.created|.updated], event, event.tracked[.<name>]",
-        )
-
-    mapping = project_root / cast(str, read.text("bridgeMapping", DEFAULT_MAPPING))
-    if mapping.suffix not in (".yaml", ".yml") or not mapping.is_file():
-        raise ConfigError("bridgeMapping", "must be an existing .yaml file (relative path)")
-
-    delivery_timeout = read.integer("deliveryTimeoutSeconds", 60, 1, 900)
-    batch_size = read.integer("deliveryBatchSize", 10, 1, 10_000)
-    batch_window = read.integer("deliveryBatchWindowSeconds", 1, 0, 300)
-    if batch_size > 10 and batch_window < 1:
+    batch_size = read.integer("deliveryBatchSize", 1, 10_000)
+    batch_window = read.integer("deliveryBatchWindowSeconds", 0, 300)
+    if batch_size > 10 and batch_window < 1 and not read.failed("deliveryBatchSize"):
         # AWS rule for SQS event source mappings.
-        raise ConfigError("deliveryBatchWindowSeconds", "must be >= 1 when deliveryBatchSize > 10")
-
-    recovery = read.integer("secretRecoveryWindowDays", 30, 0, 30)
+        read.fail("deliveryBatchWindowSeconds", "must be >= 1 when deliveryBatchSize > 10")
+    recovery = read.integer("secretRecoveryWindowDays", 0, 30)
     if 0 < recovery < 7:
-        raise ConfigError("secretRecoveryWindowDays", "must be 0 (delete at once) or 7 to 30")
-
-    alarm_topic = read.text("alarmTopicArn")
-    if alarm_topic is not None and not SNS_TOPIC_ARN.match(alarm_topic):
-        raise ConfigError("alarmTopicArn", "must be an SNS topic ARN (arn:aws:sns:...)")
-
-    period = read.integer("alarmPeriodSeconds", 300, 10, 86_400)
+        read.fail("secretRecoveryWindowDays", "must be 0 (delete at once) or 7 to 30")
+    period = read.integer("alarmPeriodSeconds", 10, 86_400)
     if period not in (10, 30) and period % 60:
-        raise ConfigError("alarmPeriodSeconds", "must be 10, 30 or a multiple of 60")
+        read.fail("alarmPeriodSeconds", "must be 10, 30 or a multiple of 60")
+    log_retention = read.integer("logRetentionDays", 1, 3653)
+    if log_retention not in LOG_RETENTION_DAYS and not read.failed("logRetentionDays"):
+        read.fail("logRetentionDays", "must be one of " + ", ".join(map(str, LOG_RETENTION_DAYS)))
 
-    log_retention = read.integer("logRetentionDays", 30, 1, 3653)
-    if log_retention not in LOG_RETENTION_DAYS:
-        raise ConfigError("logRetentionDays", "must be one of " + ", ".join(
-            map(str, LOG_RETENTION_DAYS)))
-
-    return StackConfig(
+    config = StackConfig(
         environment=environment,
         hosting=hosting,
         region=region,
         bridge_url=bridge_url,
-        segment_api_url=read.url("segmentApiUrl", "https://api.segmentapis.com", local),
-        segment_token=secrets["segmentToken"],
-        segment_tracking_url=read.url("segmentTrackingUrl", "https://api.segment.io", local),
+        segment_region=segment_region,
+        segment_api_url=segment_api_url,
+        segment_token=secrets.get("segmentToken", pulumi.Output.secret("")),
+        segment_tracking_url=segment_tracking_url,
         segment_app_source_id=source_id,
         segment_app_source_slug=source_slug,
         create_app_source=create_app_source,
-        segment_event_types=event_types,
-        segment_batching=read.boolean("segmentBatching", False),
-        segment_batch_size=read.integer("segmentBatchSize", 100, 1, 1000),
-        shared_secret_rotation=read.integer("sharedSecretRotation", 0, 0, 1_000_000),
-        userflow_api_url=read.url("userflowApiUrl", "https://api.userflow.com", local),
-        userflow_api_key=secrets["userflowApiKey"],
-        userflow_topics=topics,
-        bridge_mapping=mapping,
+        segment_event_types=_event_types(read),
+        segment_batching=read.boolean("segmentBatching"),
+        segment_batch_size=read.integer("segmentBatchSize", 1, 1000),
+        shared_secret_rotation=read.integer("sharedSecretRotation", 0, 1_000_000),
+        userflow_api_url=read.url("userflowApiUrl", USERFLOW_API_URL, local),
+        userflow_api_key=secrets.get("userflowApiKey", pulumi.Output.secret("")),
+        userflow_topics=_topics(read),
+        bridge_mapping=_mapping(read, project_root),
         # API Gateway HTTP APIs give an integration at most 30 s; keep the function below it.
-        ingest_timeout_seconds=read.integer("ingestTimeoutSeconds", 10, 1, 29),
-        delivery_timeout_seconds=delivery_timeout,
-        ingest_reserved_concurrency=_concurrency(read, "ingestReservedConcurrency", 20),
-        delivery_reserved_concurrency=_concurrency(read, "deliveryReservedConcurrency", 5),
+        ingest_timeout_seconds=read.integer("ingestTimeoutSeconds", 1, 29),
+        delivery_timeout_seconds=read.integer("deliveryTimeoutSeconds", 1, 900),
+        ingest_reserved_concurrency=_concurrency(read, "ingestReservedConcurrency"),
+        delivery_reserved_concurrency=_concurrency(read, "deliveryReservedConcurrency"),
         delivery_batch_size=batch_size,
         delivery_batch_window_seconds=batch_window,
         # Above the bridge's own poison count (5): it dead-letters with a reason first, and
         # the queue's redrive policy is the backstop.
-        max_receive_count=read.integer("maxReceiveCount", 10, 1, 1000),
+        max_receive_count=read.integer("maxReceiveCount", 1, 1000),
         log_retention_days=log_retention,
-        api_throttle_burst_limit=read.integer("apiThrottleBurstLimit", 100, 1, 5000),
-        api_throttle_rate_limit=read.number("apiThrottleRateLimit", 50.0, 1.0, 10_000.0),
+        api_throttle_burst_limit=read.integer("apiThrottleBurstLimit", 1, 5000),
+        api_throttle_rate_limit=read.number("apiThrottleRateLimit", 1.0, 10_000.0),
         secret_recovery_window_days=recovery,
-        secrets_ttl_seconds=read.integer("secretsTtlSeconds", 300, 0, 3600),
-        alarm_topic_arn=alarm_topic,
-        alarm_dead_letter_threshold=read.integer("alarmDeadLetterThreshold", 1, 1, 100_000),
-        alarm_delivery_errors_threshold=read.integer("alarmDeliveryErrorsThreshold", 1, 1,
-                                                     100_000),
-        alarm_api_5xx_rate_percent=read.number("alarmApi5xxRatePercent", 5.0, 0.1, 100.0),
+        secrets_ttl_seconds=read.integer("secretsTtlSeconds", 0, 3600),
+        alarm_topic_arn=_alarm_topic(read),
+        alarm_dead_letter_threshold=read.integer("alarmDeadLetterThreshold", 1, 100_000),
+        alarm_delivery_errors_threshold=read.integer("alarmDeliveryErrorsThreshold", 1, 100_000),
+        alarm_api_5xx_rate_percent=read.number("alarmApi5xxRatePercent", 0.1, 100.0),
         alarm_period_seconds=period,
-        alarm_evaluation_periods=read.integer("alarmEvaluationPeriods", 1, 1, 100),
-        # Safe by default: only production refuses destroy unless the stack file says so.
-        allow_destroy=read.boolean("allowDestroy", environment != "production"),
+        alarm_evaluation_periods=read.integer("alarmEvaluationPeriods", 1, 100),
+        # Safe by default: every stack refuses destroy unless its stack file says
+        # allowDestroy: true (staging's and the sandbox's do), whatever the stack is called.
+        allow_destroy=read.boolean("allowDestroy"),
     )
+    return Parsed(config, tuple(read.problems), frozenset(read.asked))
 
 
-def _concurrency(read: _Reader, key: str, default: int) -> int:
-    value = read.integer(key, default, -1, 1000)
-    if value == 0:
-        raise ConfigError(key, "must be -1 (unreserved) or 1 to 1000; 0 would disable it")
-    return value
+def parse_config(
+    raw: Mapping[str, str], stack: str, secrets: Mapping[str, pulumi.Output[str]],
+    region: str | None, project_root: Path = PROJECT_ROOT,
+    plaintext_keys: Collection[str] = frozenset(),
+) -> StackConfig:
+    """The valid config; raises one ConfigError listing every problem."""
+    return parse_stack(raw, stack, secrets, region, project_root, plaintext_keys).valid(stack)
 
 
-KNOWN_KEYS = (
-    "environment", "hosting", "bridgeUrl", "segmentApiUrl", "segmentToken",
-    "segmentTrackingUrl", "segmentAppSourceId", "segmentAppSourceSlug", "createAppSource",
-    "segmentEventTypes", "segmentBatching", "segmentBatchSize", "sharedSecretRotation",
-    "userflowApiUrl", "userflowApiKey", "userflowTopics", "bridgeMapping",
-    "ingestTimeoutSeconds", "deliveryTimeoutSeconds", "ingestReservedConcurrency",
-    "deliveryReservedConcurrency", "deliveryBatchSize", "deliveryBatchWindowSeconds",
-    "maxReceiveCount", "logRetentionDays", "apiThrottleBurstLimit", "apiThrottleRateLimit",
-    "secretRecoveryWindowDays", "secretsTtlSeconds", "alarmTopicArn",
-    "alarmDeadLetterThreshold", "alarmDeliveryErrorsThreshold", "alarmApi5xxRatePercent",
-    "alarmPeriodSeconds", "alarmEvaluationPeriods", "allowDestroy",
-)
+# -- keys nobody reads ----------------------------------------------------------------------------
 
 
-def unknown_keys(config_keys: Iterable[str]) -> list[str]:
-    """Keys of this namespace the program does not read: most likely typos, which would
-    otherwise silently leave the default in place."""
-    prefix = f"{NAMESPACE}:"
-    return sorted(
-        key for key in config_keys
-        if key.startswith(prefix) and key.removeprefix(prefix) not in KNOWN_KEYS
-    )
+def ignored_keys(config_keys: Iterable[str], read_keys: Collection[str]) -> list[str]:
+    """A warning for each config key that would be silently ignored: a key of this namespace
+    that no rule asked for, or a key whose namespace is a near miss of this project's name
+    (`userflow-segmnet:`). Each says what was probably meant; none carries a value."""
+    warnings: list[str] = []
+    for key in sorted(config_keys):
+        namespace, _, name = key.rpartition(":")
+        if namespace == NAMESPACE:
+            if name not in read_keys:
+                hint = _did_you_mean(name, read_keys, prefix=f"{NAMESPACE}:")
+                warnings.append(f"config {key}: not a key of this program{hint}; it is ignored")
+        elif namespace and difflib.get_close_matches(namespace, [NAMESPACE], n=1, cutoff=0.8):
+            warnings.append(f"config {key}: namespace {namespace} is not this project's "
+                            f"(did you mean {NAMESPACE}:{name}?); it is ignored")
+    return warnings
+
+
+def _did_you_mean(name: str, candidates: Collection[str], prefix: str) -> str:
+    folded = {c.lower(): c for c in candidates}
+    near = [folded[name.lower()]] if name.lower() in folded else difflib.get_close_matches(
+        name, sorted(candidates), n=1, cutoff=0.75)
+    return f" (did you mean {prefix}{near[0]}?)" if near else " (typo?)"
 
 
 def _stack_config_keys() -> set[str]:
@@ -400,23 +567,13 @@ def _stack_config_keys() -> set[str]:
     return keys
 
 
-def _default_userflow_topics() -> tuple[str, ...] | None:
-    """The Userflow provider owns the default topic list; None lets it apply its own."""
-    try:
-        userflow_webhook = importlib.import_module("components.userflow_webhook")
-    except ImportError:
-        return None
-    default = getattr(userflow_webhook, "DEFAULT_TOPICS", None)
-    return tuple(default) if default else None
-
-
-def load_config(
-    config_factory: Callable[[str], pulumi.Config] = pulumi.Config,
-) -> StackConfig:
-    """Read and validate this stack's config; raises ConfigError naming the bad key."""
+def load_config(config_factory: Callable[[str], pulumi.Config] = pulumi.Config) -> StackConfig:
+    """Read and validate this stack's config; raises one ConfigError naming every problem."""
     config = config_factory(NAMESPACE)
+    all_keys = _stack_config_keys()
+    prefix = f"{NAMESPACE}:"
     raw: dict[str, str] = {}
-    for key in KNOWN_KEYS:
+    for key in sorted(k.removeprefix(prefix) for k in all_keys if k.startswith(prefix)):
         if key in SECRET_KEYS:
             continue
         value = config.get(key)
@@ -430,8 +587,10 @@ def load_config(
             secrets[key] = secret
             if not pulumi.runtime.is_config_secret(f"{NAMESPACE}:{key}"):
                 plaintext.add(key)
-    for key in unknown_keys(_stack_config_keys()):
-        pulumi.log.warn(f"config {key}: not a key of this program (typo?); it is ignored")
     region = config_factory("aws").get("region")
-    return parse_config(raw, pulumi.get_stack(), secrets, region, _default_userflow_topics(),
-                        plaintext_keys=frozenset(plaintext))
+    stack = pulumi.get_stack()
+    parsed = parse_stack(raw, stack, secrets, region, plaintext_keys=plaintext)
+    # Ignored keys first: a typo'd key is often the cause of a problem below it.
+    for warning in ignored_keys(all_keys, parsed.read_keys):
+        pulumi.log.warn(warning)
+    return parsed.valid(stack)

@@ -41,11 +41,13 @@ class IntegrationArgs:
     app_source_id: pulumi.Input[str] | None = None  # the app's existing Segment source, or…
     app_source_slug: str | None = None  # …its slug (looked up), or…
     create_app_source: bool = False  # …sandbox only: create an "app" source too
-    event_types: list[str] = field(default_factory=lambda: list(DEFAULT_EVENT_TYPES))
-    batching: bool = False
-    batch_size: int = 100
-    shared_secret_rotation: int = 0  # bump to rotate the destination's shared secret
-    userflow_topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS))
+    # Empty lists and the values below mean the destination's and the webhook's own defaults
+    # (their args dataclasses are where those defaults are written).
+    event_types: list[str] = field(default_factory=list)
+    batching: bool = SegmentWebhookDestinationArgs.batching
+    batch_size: int = SegmentWebhookDestinationArgs.batch_size
+    shared_secret_rotation: int = SegmentWebhookDestinationArgs.shared_secret_rotation
+    userflow_topics: list[str] = field(default_factory=list)
 
 
 def userflow_source_slug(environment: str) -> str:

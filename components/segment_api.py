@@ -1,27 +1,53 @@
 """Segment Public API client: the few calls the dynamic providers make, nothing more.
 
-Facts it follows (NOTES §1, the official v36 spec): Bearer token, vendor media types
-(``v1alpha`` for destination subscriptions), ``{"data": ...}`` envelopes, deepObject pagination
+Facts it follows (Segment's Public API reference, https://docs.segmentapis.com, and its
+OpenAPI spec v36.2.0): Bearer token, vendor media types (``v1alpha`` for destination
+subscriptions), ``{"data": ...}`` envelopes, deepObject pagination
 ``pagination[count]``/``pagination[cursor]``, 404 = not there, 429/5xx retried by ``api_http``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pulumi.dynamic import Config
 
 from components.api_http import CONFIG_NAMESPACE, MAX_PAGES, ApiClient, ApiSettings
 
 API_URL_KEY = f"{CONFIG_NAMESPACE}:segmentApiUrl"
+REGION_KEY = f"{CONFIG_NAMESPACE}:segmentRegion"
 TOKEN_KEY = f"{CONFIG_NAMESPACE}:segmentToken"
-DEFAULT_API_URL = "https://api.segmentapis.com"
-EU_API_URL = "https://eu1.api.segmentapis.com"
+
+Region = Literal["us", "eu"]
+
+
+@dataclass(frozen=True)
+class RegionHosts:
+    """Segment's two hosts for one data-residency region."""
+
+    api_url: str  # Public API (sources, destinations)
+    tracking_url: str  # HTTP Tracking API (the bridge sends events here)
+
+
+# Segment's official hosts per region. Public API: the v36.2.0 spec's introduction ("for
+# US-based Workspaces, use api.segmentapis.com. For EU-based Workspaces,
+# eu1.api.segmentapis.com"). Tracking API: https://segment.com/docs/guides/regional-segment/
+# (api.segment.io; EU workspaces events.eu1.segmentapis.com).
+REGIONS: Mapping[Region, RegionHosts] = {
+    "us": RegionHosts("https://api.segmentapis.com", "https://api.segment.io"),
+    "eu": RegionHosts("https://eu1.api.segmentapis.com", "https://events.eu1.segmentapis.com"),
+}
+DEFAULT_REGION: Region = "us"  # also the `segmentRegion` default in Pulumi.yaml (tested)
+DEFAULT_API_URL = REGIONS[DEFAULT_REGION].api_url
 
 MEDIA_V1 = "application/vnd.segment.v1+json"
 MEDIA_V1ALPHA = "application/vnd.segment.v1alpha+json"  # destination subscription endpoints
 PAGE_SIZE = 200  # the spec's maximum for pagination[count]
 
-# Catalog ids (NOTES §1): the one place they are written down.
+# Catalog ids (Segment's catalog, GET /catalog/sources and /catalog/destinations): the one
+# place they are written down.
 HTTP_API_SOURCE_METADATA_ID = "iUM16Md8P2"
 WEBHOOKS_ACTIONS_METADATA_ID = "614a3c7d791c91c41bae7599"
 WEBHOOKS_SEND_ACTION_ID = "nFPnRozhz1mh4Gbx4MLvT5"
@@ -38,6 +64,18 @@ class SegmentSettings(ApiSettings):
     default_url = DEFAULT_API_URL
     credential_name = "Segment Public API token"
     credential_example = "<token>"
+
+    @classmethod
+    def url_from_config(cls, config: Config) -> str:
+        """An explicit `segmentApiUrl`, else the Public API host of `segmentRegion`."""
+        explicit = config.get(cls.url_key)
+        if explicit:
+            return str(explicit)
+        region = str(config.get(REGION_KEY) or DEFAULT_REGION)
+        hosts = REGIONS.get(region)  # type: ignore[call-overload]
+        # An unknown region has no host: the URL check then names segmentApiUrl as unusable
+        # (the program's own config check has already named segmentRegion).
+        return hosts.api_url if hosts is not None else ""
 
 
 def is_masked(value: Any) -> bool:

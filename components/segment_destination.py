@@ -18,14 +18,9 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, UpdateResult
 
-from components.api_http import (
-    ConfiguredProvider,
-    NotFoundError,
-    OwnedResource,
-    check_base_url,
-    is_unknown,
-    unknown,
-)
+from components.api_http import NotFoundError, check_base_url
+from components.project import SEGMENT_ROUTE_PATH
+from components.provider import ConfiguredProvider, OwnedResource, is_unknown, unknown
 from components.segment_api import (
     BATCH_SIZE_RANGE,
     WEBHOOKS_ACTIONS_METADATA_ID,
@@ -34,9 +29,11 @@ from components.segment_api import (
     is_masked,
 )
 
+# The event types of the Segment Spec (https://segment.com/docs/connections/spec/): the one list
+# the stack config and the destination's trigger both check against.
 SEGMENT_EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+# What Userflow reads from Segment: users (identify), their events (track), groups (group).
 DEFAULT_EVENT_TYPES = ("identify", "track", "group")
-BRIDGE_PATH = "/segment"
 SEND_METHOD = "POST"
 DEFAULT_DATA_MAPPING = {"@path": "$."}  # the whole event, as the bridge expects
 DEFAULT_NAME = "Userflow bridge"
@@ -93,17 +90,13 @@ def destination_inputs(args: SegmentWebhookDestinationArgs) -> dict[str, Any]:
     }
 
 
-DEFAULTS: dict[str, Any] = {
-    "event_types": list(DEFAULT_EVENT_TYPES),
-    "batching": False,
-    "batch_size": 100,
-    "shared_secret_rotation": 0,
-    "name": DEFAULT_NAME,
-    "enabled": True,
-    "subscription_name": DEFAULT_SUBSCRIPTION_NAME,
-    "metadata_id": WEBHOOKS_ACTIONS_METADATA_ID,
-    "action_id": WEBHOOKS_SEND_ACTION_ID,
-}
+def _defaults() -> dict[str, Any]:
+    """Every optional input's default, read off the args dataclass (their one place)."""
+    blank = destination_inputs(SegmentWebhookDestinationArgs(source_id="", bridge_url=""))
+    return {key: value for key, value in blank.items() if key not in ("source_id", "bridge_url")}
+
+
+DEFAULTS: dict[str, Any] = _defaults()
 
 
 def with_destination_defaults(news: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,7 +114,7 @@ def fql_trigger(event_types: list[str]) -> str:
 
 
 def bridge_endpoint(bridge_url: str) -> str:
-    return bridge_url.rstrip("/") + BRIDGE_PATH
+    return bridge_url.rstrip("/") + SEGMENT_ROUTE_PATH
 
 
 def send_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:

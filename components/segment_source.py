@@ -17,12 +17,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, UpdateResult
 
-from components.api_http import (
-    ApiError,
-    ConfiguredProvider,
-    OwnedResource,
-    is_unknown,
-)
+from components.api_http import ApiError
+from components.provider import ConfiguredProvider, OwnedResource, is_unknown
 from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, SegmentClient
 
 # Segment slugs: lowercase letters, digits, hyphens and underscores, starting with a letter or

@@ -1,12 +1,14 @@
 """Userflow REST client for webhook subscriptions (the only Userflow object a stack owns).
 
-Facts it follows (NOTES §4, §5): Bearer API key, ``Userflow-Version: 2020-01-03`` on every call,
-JSON in and out, lists as ``{"data", "has_more"}`` paged with ``limit``/``starting_after``,
-errors as ``{"error": {"code", "message"}}``; 429/5xx retried by ``api_http``.
+Facts it follows (Userflow's API reference, https://userflow.com/docs/api): Bearer API key,
+``Userflow-Version: 2020-01-03`` on every call, JSON in and out, lists as ``{"data", "has_more"}``
+paged with ``limit``/``starting_after``, errors as ``{"error": {"code", "message"}}``; 429/5xx
+retried by ``api_http``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -17,6 +19,15 @@ API_KEY_KEY = f"{CONFIG_NAMESPACE}:userflowApiKey"
 DEFAULT_API_URL = "https://api.userflow.com"
 API_VERSION = "2020-01-03"  # the only Userflow API version
 PAGE_LIMIT = 100
+# Webhook topics (https://userflow.com/docs/api#webhook-topics): `*`, user(.created|.updated),
+# group(.created|.updated), event, event.tracked and event.tracked.<snake_case event name>.
+TOPIC_PATTERN = re.compile(
+    r"^(\*|user(\.created|\.updated)?|group(\.created|\.updated)?"
+    r"|event(\.tracked(\.[a-z0-9_]+)?)?)$"
+)
+TOPIC_FORMS = (
+    "*, user[.created|.updated], group[.created|.updated], event, event.tracked[.<name>]"
+)
 
 
 class UserflowSettings(ApiSettings):

@@ -9,7 +9,6 @@ State refers to the provider class by this module path: do not move or rename it
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,17 +16,13 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, UpdateResult
 
-from components.api_http import (
-    ConfiguredProvider,
-    OwnedResource,
-    check_base_url,
-    is_unknown,
-    unknown,
-)
-from components.userflow_api import API_VERSION, UserflowClient
+from components.api_http import check_base_url
+from components.project import USERFLOW_ROUTE_PATH
+from components.provider import ConfiguredProvider, OwnedResource, is_unknown, unknown
+from components.userflow_api import API_VERSION, TOPIC_FORMS, TOPIC_PATTERN, UserflowClient
 
-BRIDGE_PATH = "/userflow"
-# Userflow-generated events the bridge forwards to Segment (NOTES §5 built-in names).
+# Userflow-generated events the bridge forwards to Segment, by Userflow's built-in event names
+# (https://userflow.com/docs/api#events; snake_case, as in `event.tracked.<name>` topics).
 DEFAULT_TOPICS = tuple(
     f"event.tracked.{name}"
     for name in (
@@ -40,12 +35,6 @@ DEFAULT_TOPICS = tuple(
         "question_answered",
     )
 )
-# NOTES §5: `*`, user(.created|.updated), group(.created|.updated), event(.tracked(.<name>)).
-TOPIC_PATTERN = re.compile(
-    r"^(\*|user(\.created|\.updated)?|group(\.created|\.updated)?"
-    r"|event(\.tracked(\.[a-z0-9_]+)?)?)$"
-)
-
 WEBHOOK_IDENTITY = ("api_version",)
 WEBHOOK_MUTABLE = ("url", "topics")
 WEBHOOK_OUTPUTS = ("subscription_id", "secret")
@@ -85,7 +74,7 @@ def canonical_topics(topics: list[str]) -> list[str]:
 
 
 def webhook_endpoint(bridge_url: str) -> str:
-    return bridge_url.rstrip("/") + BRIDGE_PATH
+    return bridge_url.rstrip("/") + USERFLOW_ROUTE_PATH
 
 
 def desired_webhook_view(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,9 +134,8 @@ def validate_webhook_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
                 failures.append(
                     (
                         "topics",
-                        f"unknown topic(s) {bad}: use *, user, user.created, user.updated, "
-                        "group, group.created, group.updated, event, event.tracked or "
-                        "event.tracked.<snake_case_event_name>",
+                        f"unknown topic(s) {bad}: use {TOPIC_FORMS} "
+                        "(<name>: the snake_case event name)",
                     )
                 )
     if inputs.get("api_version") not in (None, API_VERSION):

@@ -16,7 +16,8 @@ import pytest
 import requests
 from pulumi.dynamic import Config, ConfigureRequest
 
-from components.api_http import ConfiguredProvider, RetryPolicy
+from components.api_http import RetryPolicy
+from components.provider import ConfiguredProvider
 from sandbox.segment import SegmentEmulator
 from sandbox.userflow import UserflowEmulator
 

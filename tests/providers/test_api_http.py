@@ -14,12 +14,11 @@ from components.api_http import (
     NotFoundError,
     RetryPolicy,
     check_base_url,
-    diff_managed,
     redact,
     retry_delay,
-    unknown,
     wait_hint_seconds,
 )
+from components.provider import diff_managed, unknown
 from components.segment_api import SegmentClient, SegmentSettings, pagination_params
 from tests.providers.conftest import SEGMENT_TOKEN, Sandbox, segment_api
 

@@ -15,7 +15,8 @@ import requests
 from pulumi.dynamic import ResourceProvider
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components.api_http import ConfiguredProvider, HttpClient, RetryPolicy
+from components.api_http import HttpClient, RetryPolicy
+from components.provider import ConfiguredProvider
 from components.segment_destination import SegmentWebhookDestinationProvider
 from components.segment_source import SegmentSourceLookupProvider, SegmentSourceProvider
 from components.userflow_webhook import UserflowWebhookSubscriptionProvider

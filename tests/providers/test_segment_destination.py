@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from components.api_http import unknown
+from components.provider import unknown
 from components.segment_api import HTTP_API_SOURCE_METADATA_ID
 from components.segment_destination import (
     SegmentWebhookDestinationArgs,

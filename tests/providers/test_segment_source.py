@@ -10,8 +10,8 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from components.api_http import unknown
-from components.segment_api import EU_API_URL, HTTP_API_SOURCE_METADATA_ID
+from components.provider import unknown
+from components.segment_api import HTTP_API_SOURCE_METADATA_ID, REGIONS
 from components.segment_source import (
     SegmentSourceArgs,
     SegmentSourceLookupProvider,
@@ -269,6 +269,9 @@ def test_429_storm_during_create(segment: Sandbox) -> None:
     assert posts == [429, 429, 429, 429, 200]
 
 
+EU_API_URL = REGIONS["eu"].api_url
+
+
 class _EuRouter(HTTPAdapter):
     """Stands in for DNS: calls to the EU host reach the emulator, and are recorded."""
 
@@ -286,9 +289,10 @@ class _EuRouter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
-def test_eu_base_url_is_used_for_every_call(
+def test_segment_region_eu_sends_every_call_to_the_eu_host(
     segment: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # GIVEN a stack that says only `segmentRegion: eu` (no explicit segmentApiUrl)
     seen: list[str] = []
     original_session = requests.Session
 
@@ -299,7 +303,7 @@ def test_eu_base_url_is_used_for_every_call(
 
     monkeypatch.setattr("components.api_http.requests.Session", routed_session)
     provider = configured(
-        SegmentSourceProvider(FAST_RETRIES), segmentApiUrl=EU_API_URL, segmentToken=SEGMENT_TOKEN
+        SegmentSourceProvider(FAST_RETRIES), segmentRegion="eu", segmentToken=SEGMENT_TOKEN
     )
     created = provider.create(checked(provider, ARGS))
     provider.delete(created.id, created.outs or {})

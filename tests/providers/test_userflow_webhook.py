@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.api_http import ApiError, RetryPolicy, unknown
+from components.api_http import ApiError, RetryPolicy
+from components.provider import unknown
 from components.userflow_webhook import (
     DEFAULT_TOPICS,
     UserflowWebhookSubscriptionArgs,

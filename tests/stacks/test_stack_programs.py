@@ -354,7 +354,7 @@ def test_values_flow_from_config_not_from_code(run_stack: RunStack) -> None:
         alarmDeadLetterThreshold="3", alarmDeliveryErrorsThreshold="9",
         alarmApi5xxRatePercent="12.5", secretsTtlSeconds="60",
         userflowApiUrl="https://api.eu.userflow.example",
-        segmentTrackingUrl="https://events.eu1.segmentapis.com"))
+        segmentRegion="eu"))
     # THEN each shows up where it belongs
     assert {one(run, LOG_GROUP, n)["inputs"]["retentionInDays"] for n in (
         "functions-ingest-logs", "functions-delivery-logs", "api-access-logs")} == {7}
