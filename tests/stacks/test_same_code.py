@@ -37,6 +37,8 @@ EXPLAINED: dict[tuple[str, str, Path], Callable[[StackConfig], Any]] = {
      ("maximumBatchingWindowInSeconds",)): lambda c: c.delivery_batch_window_seconds,
     ("aws:lambda/eventSourceMapping:EventSourceMapping", "*",
      ("scalingConfig", "maximumConcurrency")): lambda c: c.delivery_reserved_concurrency,
+    ("aws:dynamodb/table:Table", "ledger-table", ("deletionProtectionEnabled",)):
+        lambda c: c.protect,
     ("aws:secretsmanager/secret:Secret", "*", ("recoveryWindowInDays",)):
         lambda c: c.secret_recovery_window_days,
     ("aws:cloudwatch/metricAlarm:MetricAlarm", "alarms-dead-letter", ("threshold",)):
