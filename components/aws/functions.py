@@ -156,6 +156,11 @@ def delivery_policy(
     )
 
 
+def env_flag(value: bool) -> str:
+    """A yes/no setting as the bridge reads it from its environment."""
+    return "true" if value else "false"
+
+
 def ingest_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[str]]:
     """Ingest's variables (docs/ARCHITECTURE.md): secret ARNs, never values. The mapping is
     the packaged `bridge_code/mapping.json` (built from `bridgeMapping`), so BRIDGE_MAPPING
@@ -168,7 +173,7 @@ def ingest_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[str]
         "BRIDGE_LEDGER_TABLE": args.ledger_table_name,
         # From the stack, never from a request: only a batching destination's arrays may be
         # signed on their first element.
-        "BRIDGE_SEGMENT_BATCHING": "true" if args.segment_batching else "false",
+        "BRIDGE_SEGMENT_BATCHING": env_flag(args.segment_batching),
     }
 
 
