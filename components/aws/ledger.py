@@ -24,17 +24,19 @@ import pulumi_aws as aws
 from components.project import component_type
 
 # The table's contract with bridge_code/ledger.py: its key, its TTL attribute, the two key
-# kinds ("<kind>#<key>") and the calls it makes (conditional writes, a consistent read).
+# kinds ("<kind>#<key>"), and the calls each writer makes. A claim is a conditional PutItem (a
+# consistent GetItem when the condition fails), completing it a PutItem, releasing it a
+# DeleteItem; only delivery marks a claim `uncertain` (an UpdateItem), when Userflow may have
+# acted on a call whose answer was lost.
 PARTITION_KEY = "pk"
 TTL_ATTRIBUTE = "expires_at"
 ACCEPTED_KIND = "accepted"
 DELIVERED_KIND = "delivered"
-LEDGER_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-)
+_CLAIM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
+LEDGER_ACTIONS: dict[str, tuple[str, ...]] = {
+    ACCEPTED_KIND: _CLAIM_ACTIONS,
+    DELIVERED_KIND: (*_CLAIM_ACTIONS, "dynamodb:UpdateItem"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,16 @@ class BridgeLedgerArgs:
 
 
 def ledger_statement(table_arn: pulumi.Input[str], kind: str) -> dict[str, Any]:
-    """Read and write the ledger's items of one kind, and nothing else in it.
+    """Make the calls the writer of one kind of item makes, on those items only.
 
-    All four calls, for both functions: a claim is a conditional PutItem (a GetItem when the
-    condition fails), completing it a PutItem, releasing it a DeleteItem or, when the outcome
-    is unknown, an UpdateItem; any claimant may end in either release. `ForAllValues` holds
-    for every partition key a request names, and each of these calls names exactly one.
+    `ForAllValues` holds for every partition key a request names, and each of these calls
+    names exactly one. Should the bridge ever make another call, it is refused and reported
+    as `ledger unavailable` (a claim then lapses after its hold): nothing is lost.
     """
     return {
         "Sid": f"Ledger{kind.capitalize()}Items",
         "Effect": "Allow",
-        "Action": list(LEDGER_ACTIONS),
+        "Action": list(LEDGER_ACTIONS[kind]),
         "Resource": [table_arn],
         "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{kind}#*"]}},
     }
