@@ -82,8 +82,8 @@ class BridgeLedger(pulumi.ComponentResource):
             billing_mode="PAY_PER_REQUEST",
             hash_key=PARTITION_KEY,
             attributes=[aws.dynamodb.TableAttributeArgs(name=PARTITION_KEY, type="S")],
-            # DynamoDB deletes expired items for free (within days; the bridge also checks
-            # expiry itself), so the table holds about one acceptance window of records.
+            # The bridge sets each item's expiry; DynamoDB deletes expired items for free
+            # (within days, so the bridge also checks expiry itself).
             ttl=aws.dynamodb.TableTtlArgs(attribute_name=TTL_ATTRIBUTE, enabled=True),
             # The AWS managed key (alias/aws/dynamodb): its use is logged in CloudTrail, there
             # is no key policy to keep and no monthly key fee, and the functions need no KMS
