@@ -1,7 +1,7 @@
 """The bridge on AWS as one component: secrets -> queue -> ledger -> functions -> API -> alarms.
 
 A component of components (the shape of pulumi/examples' aws-py-hub-and-spoke-network
-`spoke.py`): the five parts are children of `AwsBridge`, wired to each other here so the
+`spoke.py`): the parts are children of `AwsBridge`, wired to each other here so the
 program only says "an AWS bridge for this config".
 
 Stacks deployed before `AwsBridge` existed hold the five parts at the stack's root. Each part
