@@ -1,7 +1,7 @@
-"""The bridge on AWS as one component: secrets -> queue -> functions -> API -> alarms.
+"""The bridge on AWS as one component: secrets -> queue -> ledger -> functions -> API -> alarms.
 
 A component of components (the shape of pulumi/examples' aws-py-hub-and-spoke-network
-`spoke.py`): the five parts are children of `AwsBridge`, wired to each other here so the
+`spoke.py`): the parts are children of `AwsBridge`, wired to each other here so the
 program only says "an AWS bridge for this config".
 
 Stacks deployed before `AwsBridge` existed hold the five parts at the stack's root. Each part
@@ -25,6 +25,7 @@ import pulumi
 from components.aws.alarms import BridgeAlarms, BridgeAlarmsArgs
 from components.aws.api import BridgeApi, BridgeApiArgs, route_urls
 from components.aws.functions import BridgeFunctions, BridgeFunctionsArgs
+from components.aws.ledger import BridgeLedger, BridgeLedgerArgs
 from components.aws.packaging import BridgeArchive
 from components.aws.queue import BridgeQueue, BridgeQueueArgs
 from components.aws.secrets import BridgeSecrets, BridgeSecretsArgs, BridgeSecretValues
@@ -50,6 +51,10 @@ class AwsBridgeArgs:
     """0 deletes a secret at once (a stack can be rebuilt with the same names); 7-30 a grace."""
     secrets_ttl_seconds: int
     """How long the functions cache a secret's value."""
+    segment_batching: bool
+    """Whether the Segment destination batches (ingest's signature rule follows it)."""
+    protect: bool
+    """Whether the stack's resources refuse deletion (the ledger table's own protection)."""
     ingest_timeout_seconds: int
     """Ingest's timeout; sizes the API's integration timeout."""
     delivery_timeout_seconds: int
@@ -121,6 +126,11 @@ class AwsBridge(pulumi.ComponentResource):
                             args.max_receive_count),
             part,
         )
+        # New with the ledger, so no former root-level URN to alias.
+        self.ledger = BridgeLedger(
+            "ledger", BridgeLedgerArgs(args.name_prefix, args.protect),
+            pulumi.ResourceOptions(parent=self),
+        )
         self.functions = BridgeFunctions("functions", self._functions_args(args), part)
         self.api = BridgeApi(
             "api",
@@ -144,6 +154,7 @@ class AwsBridge(pulumi.ComponentResource):
             "userflowWebhookSecretArn": self.secrets.userflow_webhook_secret_arn,
             "queueUrl": self.queue.queue_url,
             "deadLetterQueueUrl": self.queue.dead_letter_queue_url,
+            "ledgerTableName": self.ledger.table_name,
             "ingestLogGroupName": self.functions.ingest_log_group_name,
             "deliveryLogGroupName": self.functions.delivery_log_group_name,
             "apiAccessLogGroupName": self.api.access_log_group_name,
@@ -171,6 +182,9 @@ class AwsBridge(pulumi.ComponentResource):
             userflow_webhook_secret_arn=self.secrets.userflow_webhook_secret_arn,
             userflow_api_key_arn=self.secrets.userflow_api_key_arn,
             segment_write_key_arn=self.secrets.segment_write_key_arn,
+            ledger_table_name=self.ledger.table_name,
+            ledger_table_arn=self.ledger.table_arn,
+            segment_batching=args.segment_batching,
             userflow_api_url=args.userflow_api_url,
             segment_tracking_url=args.segment_tracking_url,
             secrets_ttl_seconds=args.secrets_ttl_seconds,

@@ -1,7 +1,8 @@
 """The bridge's two Lambda functions (ingest, delivery), each with its own role and log group.
 
 Least privilege, built as data: each role may read only the secrets its function uses, touch
-only this environment's queues, and write only to its own log group. The functions' code is
+only this environment's queues and its own kind of ledger item, and write only to its own log
+group. The functions' code is
 the deterministic zip from `components.aws.packaging`; the handlers are the agreed entry points
 (docs/ARCHITECTURE.md).
 """
@@ -17,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.ledger import ACCEPTED_KIND, DELIVERED_KIND, ledger_statement
 from components.project import component_type
 
 INGEST_HANDLER = "bridge_code.ingest.handler"
@@ -53,6 +55,10 @@ class BridgeFunctionsArgs:
     userflow_webhook_secret_arn: pulumi.Input[str]
     userflow_api_key_arn: pulumi.Input[str]
     segment_write_key_arn: pulumi.Input[str]
+    ledger_table_name: pulumi.Input[str]
+    ledger_table_arn: pulumi.Input[str]
+    segment_batching: bool
+    """Whether the Segment destination batches (ingest then accepts first-element signatures)."""
     userflow_api_url: str
     segment_tracking_url: str
     secrets_ttl_seconds: int
@@ -85,9 +91,10 @@ def log_statement(log_group_arn: pulumi.Input[str]) -> PolicyDocument:
 def ingest_policy(
     queue_arn: pulumi.Input[str],
     secret_arns: Sequence[pulumi.Input[str]],
+    ledger_table_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> PolicyDocument:
-    """Ingest verifies signatures (two secrets) and enqueues."""
+    """Ingest verifies signatures (two secrets), records what it accepts, and enqueues."""
     return policy_document(
         [
             {
@@ -102,6 +109,7 @@ def ingest_policy(
                 "Action": ["sqs:SendMessage"],
                 "Resource": [queue_arn],
             },
+            ledger_statement(ledger_table_arn, ACCEPTED_KIND),
             log_statement(log_group_arn),
         ]
     )
@@ -111,11 +119,13 @@ def delivery_policy(
     queue_arn: pulumi.Input[str],
     dead_letter_queue_arn: pulumi.Input[str],
     secret_arns: Sequence[pulumi.Input[str]],
+    ledger_table_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> PolicyDocument:
     """Delivery consumes the queue (the event source mapping polls with this role), parks
-    permanent failures in the dead-letter queue, and reads the two credentials it writes
-    with. Retries ride on the queue's own redelivery, so no visibility changes."""
+    permanent failures in the dead-letter queue, reads the two credentials it writes with,
+    and records what it delivered. Retries ride on the queue's own redelivery, so no
+    visibility changes."""
     return policy_document(
         [
             {
@@ -140,20 +150,30 @@ def delivery_policy(
                 "Action": ["sqs:SendMessage"],
                 "Resource": [dead_letter_queue_arn],
             },
+            ledger_statement(ledger_table_arn, DELIVERED_KIND),
             log_statement(log_group_arn),
         ]
     )
 
 
+def env_flag(value: bool) -> str:
+    """A yes/no setting as the bridge reads it from its environment."""
+    return "true" if value else "false"
+
+
 def ingest_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[str]]:
     """Ingest's variables (docs/ARCHITECTURE.md): secret ARNs, never values. The mapping is
     the packaged `bridge_code/mapping.json` (built from `bridgeMapping`), so BRIDGE_MAPPING
-    stays unset."""
+    stays unset, and so does BRIDGE_ACCEPTANCE_WINDOW_SECONDS (the bridge's default)."""
     return {
         "QUEUE_URL": args.queue_url,
         "SEGMENT_SHARED_SECRET_ARN": args.segment_shared_secret_arn,
         "USERFLOW_WEBHOOK_SECRET_ARN": args.userflow_webhook_secret_arn,
         "SECRETS_TTL_SECONDS": str(args.secrets_ttl_seconds),
+        "BRIDGE_LEDGER_TABLE": args.ledger_table_name,
+        # From the stack, never from a request: only a batching destination's arrays may be
+        # signed on their first element.
+        "BRIDGE_SEGMENT_BATCHING": env_flag(args.segment_batching),
     }
 
 
@@ -167,6 +187,7 @@ def delivery_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[st
         "USERFLOW_API_URL": args.userflow_api_url,
         "SEGMENT_TRACKING_URL": args.segment_tracking_url,
         "SECRETS_TTL_SECONDS": str(args.secrets_ttl_seconds),
+        "BRIDGE_LEDGER_TABLE": args.ledger_table_name,
     }
 
 
@@ -204,6 +225,7 @@ class BridgeFunctions(pulumi.ComponentResource):
             lambda log_arn: ingest_policy(
                 args.queue_arn,
                 [args.segment_shared_secret_arn, args.userflow_webhook_secret_arn],
+                args.ledger_table_arn,
                 log_arn,
             ),
         )
@@ -215,6 +237,7 @@ class BridgeFunctions(pulumi.ComponentResource):
                 args.queue_arn,
                 args.dead_letter_queue_arn,
                 [args.userflow_api_key_arn, args.segment_write_key_arn],
+                args.ledger_table_arn,
                 log_arn,
             ),
         )

@@ -120,6 +120,8 @@ class StackMocks(pulumi_mocks.Mocks):
             return arn, {**state, "arn": arn}
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             return name, {**state, "arn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{name}"}
+        if typ == "aws:dynamodb/table:Table":
+            return name, {**state, "arn": f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"}
         if typ == "aws:iam/role:Role":
             return name, {**state, "arn": f"arn:aws:iam::{ACCOUNT}:role/{name}"}
         if typ == "aws:lambda/function:Function":

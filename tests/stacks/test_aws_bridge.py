@@ -1,6 +1,6 @@
 """`AwsBridge` composes the five AWS parts, and stacks deployed before it existed (the parts at
 the stack's root) update in place: every former URN is still claimed by one resource, through
-its own URN or an alias, so the engine replaces nothing."""
+its own URN or an alias, so the engine replaces nothing; what is new is only created."""
 
 from __future__ import annotations
 
@@ -43,15 +43,28 @@ def test_every_resource_of_a_root_level_stack_is_claimed_once(
         assert len(claims.get(former, [])) == 1, (former, claims.get(former))
 
 
+# What a root-level stack gains on upgrade, by logical name: the bridge component, and the
+# replay ledger (a component and its table, which did not exist before).
+NEW_ON_UPGRADE = {
+    "bridge": AWS_BRIDGE,
+    "ledger": "userflow-segment:index:BridgeLedger",
+    "ledger-table": "aws:dynamodb/table:Table",
+}
+
+
 @pytest.mark.parametrize("stack", AWS_STACKS)
-def test_only_the_bridge_component_itself_is_new(stack: str, run_stack: RunStack) -> None:
+def test_only_the_bridge_component_and_the_ledger_are_new(
+    stack: str, run_stack: RunStack
+) -> None:
     run = succeeded(run_stack(stack))
     formers = set(former_urns(run))
-    new = [r["name"] for r in resources(run)
-           if not ({engine_urn(run, r)} | alias_urns(run, r)) & formers]
-    assert new == ["bridge"]
+    new = {r["name"]: r["type"] for r in resources(run)
+           if not ({engine_urn(run, r)} | alias_urns(run, r)) & formers}
+    assert new == NEW_ON_UPGRADE
     (bridge,) = resources(run, AWS_BRIDGE)
     assert bridge["parent"].split("::")[2] == "pulumi:pulumi:Stack" and not bridge["custom"]
+    (ledger,) = resources(run, NEW_ON_UPGRADE["ledger"])
+    assert ledger["parent"] == bridge["urn"] and ledger["aliases"] == []
 
 
 def test_the_five_parts_are_children_of_the_bridge_under_their_old_names(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from components.aws.functions import env_flag
 from components.aws.queue import visibility_timeout_seconds
 from components.config import StackConfig
 from tests.stacks.conftest import RunStack, succeeded
@@ -25,6 +26,9 @@ EXPLAINED: dict[tuple[str, str, Path], Callable[[StackConfig], Any]] = {
         lambda c: c.ingest_reserved_concurrency,
     ("aws:lambda/function:Function", "functions-delivery", ("reservedConcurrentExecutions",)):
         lambda c: c.delivery_reserved_concurrency,
+    ("aws:lambda/function:Function", "functions-ingest",
+     ("environment", "variables", "BRIDGE_SEGMENT_BATCHING")):
+        lambda c: env_flag(c.segment_batching),
     ("aws:lambda/function:Function", "functions-ingest", ("timeout",)):
         lambda c: c.ingest_timeout_seconds,
     ("aws:lambda/function:Function", "functions-delivery", ("timeout",)):
@@ -37,6 +41,8 @@ EXPLAINED: dict[tuple[str, str, Path], Callable[[StackConfig], Any]] = {
      ("maximumBatchingWindowInSeconds",)): lambda c: c.delivery_batch_window_seconds,
     ("aws:lambda/eventSourceMapping:EventSourceMapping", "*",
      ("scalingConfig", "maximumConcurrency")): lambda c: c.delivery_reserved_concurrency,
+    ("aws:dynamodb/table:Table", "ledger-table", ("deletionProtectionEnabled",)):
+        lambda c: c.protect,
     ("aws:secretsmanager/secret:Secret", "*", ("recoveryWindowInDays",)):
         lambda c: c.secret_recovery_window_days,
     ("aws:cloudwatch/metricAlarm:MetricAlarm", "alarms-dead-letter", ("threshold",)):

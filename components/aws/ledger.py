@@ -1,0 +1,102 @@
+"""The bridge's replay ledger: one DynamoDB table per stack, and what each function may do in it.
+
+Segment's signature has no timestamp and nothing in its scheme remembers what was accepted, and
+Userflow's `POST /events` has no idempotency key. So the bridge keeps a record per Segment
+`messageId`: ingest writes `accepted#<messageId>` items (a captured request sent again is
+skipped), delivery writes `delivered#<key>` items (no second Userflow call for one event). The
+bridge's code owns the items (`bridge_code/ledger.py`); this module owns the table and the
+access to it.
+
+Access is scoped twice: to this table's ARN, and by partition-key prefix with the
+`dynamodb:LeadingKeys` condition, which DynamoDB evaluates on GetItem, PutItem, UpdateItem and
+DeleteItem (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html).
+So ingest cannot forge or erase a delivery record, nor delivery an acceptance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.project import component_type
+
+# The table's contract with bridge_code/ledger.py: its key, its TTL attribute, the two key
+# kinds ("<kind>#<key>"), and the calls each writer makes. A claim is a conditional PutItem (a
+# consistent GetItem when the condition fails), completing it a PutItem, releasing it a
+# DeleteItem; only delivery marks a claim `uncertain` (an UpdateItem), when Userflow may have
+# acted on a call whose answer was lost.
+PARTITION_KEY = "pk"
+TTL_ATTRIBUTE = "expires_at"
+ACCEPTED_KIND = "accepted"
+DELIVERED_KIND = "delivered"
+_CLAIM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
+LEDGER_ACTIONS: dict[str, tuple[str, ...]] = {
+    ACCEPTED_KIND: _CLAIM_ACTIONS,
+    DELIVERED_KIND: (*_CLAIM_ACTIONS, "dynamodb:UpdateItem"),
+}
+
+
+@dataclass(frozen=True)
+class BridgeLedgerArgs:
+    """What the ledger component needs."""
+
+    name_prefix: str
+    """Prefix of every physical name (carries the environment)."""
+    deletion_protection: bool
+    """Whether DynamoDB itself refuses to delete the table (the stack's `protect`)."""
+
+
+def ledger_statement(table_arn: pulumi.Input[str], kind: str) -> dict[str, Any]:
+    """Make the calls the writer of one kind of item makes, on those items only.
+
+    `ForAllValues` holds for every partition key a request names, and each of these calls
+    names exactly one. Should the bridge ever make another call, it is refused and reported
+    as `ledger unavailable` (a claim then lapses after its hold): nothing is lost.
+    """
+    return {
+        "Sid": f"Ledger{kind.capitalize()}Items",
+        "Effect": "Allow",
+        "Action": list(LEDGER_ACTIONS[kind]),
+        "Resource": [table_arn],
+        "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{kind}#*"]}},
+    }
+
+
+class BridgeLedger(pulumi.ComponentResource):
+    """The ledger table: on demand, items expiring by TTL, encrypted, recoverable."""
+
+    table_name: pulumi.Output[str]
+    table_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: BridgeLedgerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(component_type("BridgeLedger"), name, None, opts)
+        table = aws.dynamodb.Table(
+            f"{name}-table",
+            name=f"{args.name_prefix}-ledger",
+            # Traffic follows Segment's and Userflow's, bursty and often idle: pay per request.
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=PARTITION_KEY,
+            attributes=[aws.dynamodb.TableAttributeArgs(name=PARTITION_KEY, type="S")],
+            # The bridge sets each item's expiry; DynamoDB deletes expired items for free
+            # (within days, so the bridge also checks expiry itself).
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name=TTL_ATTRIBUTE, enabled=True),
+            # The AWS managed key (alias/aws/dynamodb): its use is logged in CloudTrail, there
+            # is no key policy to keep and no monthly key fee, and the functions need no KMS
+            # permission. A customer managed key would add $1 a month and a policy for data
+            # that is message ids and timestamps.
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+            # Priced by table size (a few GB at a million events a day, see the README), and
+            # a deleted table leaves a 35-day system backup.
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+            # Pulumi's `protect` stops `pulumi destroy`; this also stops the console and CLI.
+            deletion_protection_enabled=args.deletion_protection,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.table_name = table.name
+        self.table_arn = table.arn
+        self.register_outputs({"table_name": self.table_name, "table_arn": self.table_arn})
