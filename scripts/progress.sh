@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# Progress for the long, silent steps of setup (sourced by scripts/ensure-*.sh).
+#
+# A step's own output (pip's, `go: downloading …`) goes to a log under .tools/logs/; the
+# terminal gets what is being built, a heartbeat with the elapsed time and what the log shows
+# so far, how long the step took, and on failure the log's path and its tail.
+
+SETUP_LOGS="${SETUP_LOGS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools/logs}"
+# Seconds between two heartbeat lines: often enough to show life, rare enough for CI logs.
+SETUP_HEARTBEAT_S="${SETUP_HEARTBEAT_S:-20}"
+SETUP_TAIL_LINES="${SETUP_TAIL_LINES:-25}"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# 95 -> "1m35s", 7 -> "7s".
+duration() {
+  local s=$1
+  if (( s >= 60 )); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
+}
+
+# Each finished step adds "label duration" to the file the orchestrator (scripts/setup.sh)
+# passes in SETUP_SUMMARY, so it can print one summary line for the whole setup.
+record() {
+  if [ -n "${SETUP_SUMMARY:-}" ]; then printf '%s %s\n' "$1" "$(duration "$2")" >> "$SETUP_SUMMARY"; fi
+}
+
+# Prints a heartbeat every SETUP_HEARTBEAT_S until killed. It wakes every second (not once
+# per period) so that, once killed, no sleeping child keeps the terminal's pipe open.
+heartbeat() {
+  local label=$1 log=$2 probe=$3 t0=$4 next=$(( $4 + SETUP_HEARTBEAT_S )) detail
+  while sleep 1; do
+    if (( SECONDS >= next )); then
+      detail="$("$probe" "$log" 2>/dev/null || true)"
+      say "  $label: $(duration $((SECONDS - t0))) elapsed${detail:+, $detail}"
+      next=$(( SECONDS + SETUP_HEARTBEAT_S ))
+    fi
+  done
+}
+
+# A probe for steps whose log says nothing countable: no detail, the elapsed time only.
+no_detail() { :; }
+
+# run_step LABEL LOGNAME PROBE COMMAND...: runs COMMAND in the foreground (so Ctrl-C reaches
+# it) with its output in .tools/logs/LOGNAME.log, and a heartbeat beside it. PROBE LOGFILE
+# prints a few words on what the log shows so far. Fails with the log's tail.
+run_step() {
+  local label=$1 name=$2 probe=$3 t0=$SECONDS rc=0 beat
+  shift 3
+  mkdir -p "$SETUP_LOGS"
+  local log="$SETUP_LOGS/$name.log"
+  : > "$log"
+  heartbeat "$label" "$log" "$probe" "$t0" &
+  beat=$!
+  # The heartbeat must not outlive this step, whichever way the step ends.
+  trap 'kill "$beat" 2>/dev/null || true' EXIT
+  "$@" >> "$log" 2>&1 || rc=$?
+  kill "$beat" 2>/dev/null || true
+  wait "$beat" 2>/dev/null || true
+  trap - EXIT
+  local took=$((SECONDS - t0))
+  if (( rc != 0 )); then
+    say "$label failed after $(duration "$took") (exit $rc); the last $SETUP_TAIL_LINES lines of $log:"
+    tail -n "$SETUP_TAIL_LINES" "$log" | sed 's/^/    /' >&2
+    return "$rc"
+  fi
+  say "  $label: done in $(duration "$took")"
+  record "$label" "$took"
+}
