@@ -58,7 +58,7 @@ t0=$SECONDS
 cli_probe() {
   local total
   if total="$(cat "$build/cli/deps-count" 2>/dev/null)"; then
-    echo "compiling: $(grep -cv '^go: ' "$1") of up to $total packages"
+    echo "compiling and linking: $(grep -cv '^go: ' "$1") of up to $total packages compiled (Go's cache has the rest)"
   else
     echo "fetching Go modules: $(grep -c '^go: downloading' "$1") so far"
   fi
@@ -87,7 +87,7 @@ MOD
 
 if [ ! -x "$dest/pulumi" ] || [ "$("$dest/pulumi" version 2>/dev/null)" != "v$PULUMI_VERSION" ]; then
   say "Pulumi engine: building the pulumi CLI v$PULUMI_VERSION from the Go module proxy" \
-      "(cold: 3-10 min, by cores; log: ${SETUP_LOGS/#$root\//})"
+      "(cold: 3-10 min, by cores; log: ${SETUP_LOGS/#$root\//}/engine-cli.log)"
   run_step "pulumi CLI" engine-cli cli_probe build_cli
 fi
 
@@ -126,6 +126,9 @@ SH
 
 if [ ! -x "$dest/pulumi-language-python" ]; then
   run_step "language host" engine-langhost no_detail build_langhost
+  if [ "$(head -c 2 "$dest/pulumi-language-python")" = "#!" ]; then
+    say "  language host: scripts/pulumi_language_python.py (the Go module proxy does not serve Pulumi's)"
+  fi
 fi
 
 # The two scripts the engine expects next to its binaries live in the sdk module's python/ folder.

@@ -40,29 +40,39 @@ heartbeat() {
 # A probe for steps whose log says nothing countable: no detail, the elapsed time only.
 no_detail() { :; }
 
-# run_step LABEL LOGNAME PROBE COMMAND...: runs COMMAND in the foreground (so Ctrl-C reaches
-# it) with its output in .tools/logs/LOGNAME.log, and a heartbeat beside it. PROBE LOGFILE
-# prints a few words on what the log shows so far. Fails with the log's tail.
+# run_step LABEL LOGNAME PROBE COMMAND...: runs COMMAND in a subshell in the foreground (so
+# Ctrl-C reaches it) with its output in .tools/logs/LOGNAME.log, and a heartbeat beside it.
+# PROBE LOGFILE prints a few words on what the log shows so far. Call it as a plain command,
+# never in `if`/`||`/`&&`: bash ignores `set -e` inside those, so a failing `go get` would
+# go on to build whatever `go build` resolves; here the failure ends the script and
+# step_failed (the EXIT trap) shows the log's tail.
 run_step() {
-  local label=$1 name=$2 probe=$3 t0=$SECONDS rc=0 beat
+  local label=$1 name=$2 probe=$3
   shift 3
   mkdir -p "$SETUP_LOGS"
-  local log="$SETUP_LOGS/$name.log"
-  : > "$log"
-  heartbeat "$label" "$log" "$probe" "$t0" &
-  beat=$!
-  # The heartbeat must not outlive this step, whichever way the step ends.
-  trap 'kill "$beat" 2>/dev/null || true' EXIT
-  "$@" >> "$log" 2>&1 || rc=$?
-  kill "$beat" 2>/dev/null || true
-  wait "$beat" 2>/dev/null || true
+  STEP_LABEL=$label STEP_LOG="$SETUP_LOGS/$name.log" STEP_T0=$SECONDS
+  : > "$STEP_LOG"
+  heartbeat "$label" "$STEP_LOG" "$probe" "$STEP_T0" &
+  STEP_BEAT=$!
+  trap step_failed EXIT
+  ( set -euo pipefail; "$@" ) >> "$STEP_LOG" 2>&1
   trap - EXIT
-  local took=$((SECONDS - t0))
-  if (( rc != 0 )); then
-    say "$label failed after $(duration "$took") (exit $rc); the last $SETUP_TAIL_LINES lines of $log:"
-    tail -n "$SETUP_TAIL_LINES" "$log" | sed 's/^/    /' >&2
-    return "$rc"
-  fi
+  stop_heartbeat
+  local took=$((SECONDS - STEP_T0))
   say "  $label: done in $(duration "$took")"
   record "$label" "$took"
+}
+
+stop_heartbeat() {
+  kill "$STEP_BEAT" 2>/dev/null || true
+  wait "$STEP_BEAT" 2>/dev/null || true
+}
+
+step_failed() {
+  local rc=$?
+  stop_heartbeat
+  say "$STEP_LABEL failed after $(duration $((SECONDS - STEP_T0))) (exit $rc); the last" \
+      "$SETUP_TAIL_LINES lines of $STEP_LOG:"
+  tail -n "$SETUP_TAIL_LINES" "$STEP_LOG" | sed 's/^/    /' >&2
+  exit "$rc"
 }
