@@ -42,10 +42,10 @@ no_detail() { :; }
 
 # run_step LABEL LOGNAME PROBE COMMAND...: runs COMMAND in a subshell in the foreground (so
 # Ctrl-C reaches it) with its output in .tools/logs/LOGNAME.log, and a heartbeat beside it.
-# PROBE LOGFILE prints a few words on what the log shows so far. Call it as a plain command,
-# never in `if`/`||`/`&&`: bash ignores `set -e` inside those, so a failing `go get` would
-# go on to build whatever `go build` resolves; here the failure ends the script and
-# step_failed (the EXIT trap) shows the log's tail.
+# PROBE LOGFILE prints a few words on what the log shows so far. COMMAND runs under `set -e`
+# and is never put in an `if`/`||`/`&&` (bash ignores `set -e` inside those, so a failed
+# `go get` would go on to build whatever `go build` resolves); call run_step as a plain
+# command for the same reason. A failure shows the log's tail and ends the script.
 run_step() {
   local label=$1 name=$2 probe=$3
   shift 3
@@ -56,7 +56,10 @@ run_step() {
   STEP_BEAT=$!
   trap step_failed EXIT
   ( set -euo pipefail; "$@" ) >> "$STEP_LOG" 2>&1
+  # Reached only when the caller runs without `set -e` (with it, a failure ends the script above).
+  local rc=$?
   trap - EXIT
+  if (( rc != 0 )); then step_failed "$rc"; fi
   stop_heartbeat
   local took=$((SECONDS - STEP_T0))
   say "  $label: done in $(duration "$took")"
@@ -68,8 +71,10 @@ stop_heartbeat() {
   wait "$STEP_BEAT" 2>/dev/null || true
 }
 
+# Stops the heartbeat, shows the log's tail and exits with the step's status (the EXIT trap's
+# $?, or $1 when called directly).
 step_failed() {
-  local rc=$?
+  local rc=${1:-$?}
   stop_heartbeat
   say "$STEP_LABEL failed after $(duration $((SECONDS - STEP_T0))) (exit $rc); the last" \
       "$SETUP_TAIL_LINES lines of $STEP_LOG:"
