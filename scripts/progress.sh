@@ -55,10 +55,11 @@ run_step() {
   heartbeat "$label" "$STEP_LOG" "$probe" "$STEP_T0" &
   STEP_BEAT=$!
   trap step_failed EXIT
+  trap step_interrupted INT TERM
   ( set -euo pipefail; "$@" ) >> "$STEP_LOG" 2>&1
   # Reached only when the caller runs without `set -e` (with it, a failure ends the script above).
   local rc=$?
-  trap - EXIT
+  trap - EXIT INT TERM
   if (( rc != 0 )); then step_failed "$rc"; fi
   stop_heartbeat
   local took=$((SECONDS - STEP_T0))
@@ -80,4 +81,12 @@ step_failed() {
       "$SETUP_TAIL_LINES lines of $STEP_LOG:"
   tail -n "$SETUP_TAIL_LINES" "$STEP_LOG" | sed 's/^/    /' >&2
   exit "$rc"
+}
+
+# Ctrl-C (or a TERM) reaches the step's command too; say where its log is, exit as shells do.
+step_interrupted() {
+  trap - EXIT INT TERM
+  stop_heartbeat
+  say "$STEP_LABEL interrupted after $(duration $((SECONDS - STEP_T0))); its log so far: $STEP_LOG"
+  exit 130
 }

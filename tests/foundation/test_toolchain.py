@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from importlib.metadata import version
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / ".tools" / "pulumi"
@@ -155,6 +159,26 @@ run_step "slow step" slow probe step"""
     assert beats, result.stderr
     assert re.search(r"^\[setup\]   slow step: done in [34]s$", result.stderr, re.MULTILINE)
     assert re.fullmatch(r"slow step [34]s\n", summary.read_text())
+
+
+def test_ctrl_c_stops_the_step_and_its_heartbeat_at_once(tmp_path: Path) -> None:
+    # GIVEN a long step running in its own process group (as under a terminal)
+    script = f""". {SCRIPTS}/progress.sh
+step() {{ sleep 30; }}
+run_step "long step" long no_detail step"""
+    setup = subprocess.Popen(["bash", "-c", script], start_new_session=True, text=True,
+                             stderr=subprocess.PIPE, env={**os.environ,
+                             "SETUP_LOGS": str(tmp_path), "SETUP_HEARTBEAT_S": "1"})
+    time.sleep(1.5)
+    # WHEN Ctrl-C reaches the group
+    os.killpg(setup.pid, signal.SIGINT)
+    _, err = setup.communicate(timeout=10)
+    # THEN the script ends as interrupted, says where the log is, and leaves no process behind
+    assert setup.returncode == 130
+    assert re.search(rf"long step interrupted after \d+s; its log so far: {tmp_path / 'long.log'}$",
+                     err, re.MULTILINE), err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(setup.pid, 0)
 
 
 def test_a_pulumi_on_path_is_used_without_go(tmp_path: Path) -> None:
