@@ -175,8 +175,9 @@ run_step "long step" long no_detail step"""
     _, err = setup.communicate(timeout=10)
     # THEN the script ends as interrupted, says where the log is, and leaves no process behind
     assert setup.returncode == 130
-    assert re.search(rf"long step interrupted after \d+s; its log so far: {tmp_path / 'long.log'}$",
-                     err, re.MULTILINE), err
+    log = re.escape(str(tmp_path / "long.log"))
+    assert re.search(rf"long step interrupted after \d+s; its log so far: {log}$", err,
+                     re.MULTILINE), err
     with pytest.raises(ProcessLookupError):
         os.killpg(setup.pid, 0)
 
