@@ -1,33 +1,39 @@
-# One entry point for people and CI. Every target that runs code depends on `setup`, which
-# is idempotent: it installs only what is missing (the venv, the Pulumi engine).
+# One entry point for people and CI: `make` alone lists the targets. Every target that runs
+# code depends on a setup target, which is idempotent: it installs only what is missing and is
+# quiet when nothing is (scripts/setup.sh; logs of long steps in .tools/logs/).
 SHELL := /bin/bash
 PY := .venv/bin/python
 STACK ?= staging
 export PATH := $(CURDIR)/.tools/pulumi:$(PATH)
 
-.PHONY: setup demo test lint verify clean
+.DEFAULT_GOAL := help
+.PHONY: help setup setup-dev demo test lint verify version clean
 
-setup: .venv/.installed
-	@bash scripts/ensure-engine.sh
-	@bash scripts/ensure-actionlint.sh
+help: ## list the targets (this text)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo "  options: ARGS=\"...\" passes options to demo, test and verify; STACK=name picks verify's stack"
 
-.venv/.installed: requirements.txt constraints.txt
-	@test -x $(PY) || python3 -m venv .venv
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
-	@touch $@
+setup: ## install what the demo and deploys need: .venv, the Pulumi engine (Go only if no pulumi 3.x on PATH)
+	@bash scripts/setup.sh
 
-demo: setup
+setup-dev: ## setup, plus actionlint for the tests (needs Go)
+	@bash scripts/setup.sh dev
+
+demo: setup ## run the whole integration offline: emulators, local bridge, pulumi up/destroy
 	$(PY) -m sandbox demo $(ARGS)
 
-test: setup
+test: setup-dev ## run the test suite (pytest; ARGS="tests/bridge -x" for a subset)
 	$(PY) -m pytest $(ARGS)
 
-lint: setup
+lint: setup ## ruff and mypy (strict) over the repository
 	.venv/bin/ruff check .
 	.venv/bin/mypy .
 
-verify: setup
+verify: setup ## end-to-end checks of a deployed stack (STACK=staging by default)
 	$(PY) -m ops verify --stack $(STACK) $(ARGS)
 
-clean:
+version: ## print this project's version (the VERSION file)
+	@cat VERSION
+
+clean: ## remove local state and caches (keeps .venv and .tools)
 	rm -rf .pulumi-state .pytest_cache .mypy_cache .ruff_cache

@@ -25,9 +25,10 @@ import requests
 from pulumi.dynamic import Config
 
 from components.project import PROJECT
+from components.version import VERSION
 
 CONFIG_NAMESPACE = PROJECT  # where the providers find their stack config keys
-USER_AGENT = "userflow-segment-pulumi/1.0 (+pulumi dynamic provider)"
+USER_AGENT = f"userflow-segment-pulumi/{VERSION} (+pulumi dynamic provider)"
 # The error body is shown to the operator; a whole HTML error page would drown the message.
 ERROR_BODY_LIMIT = 2000
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

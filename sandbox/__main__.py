@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+from components.project import PROJECT
+from components.version import VERSION
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("sandbox.segment", "Segment emulator: Public API, Tracking API, delivery"),
     "userflow": ("sandbox.userflow", "Userflow emulator: REST API and signed webhooks"),
@@ -19,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def usage() -> str:
-    lines = ["usage: python -m sandbox <command> [options]", "", "commands:"]
+    lines = ["usage: python -m sandbox <command> [options] | --version", "", "commands:"]
     lines += [f"  {name:<9} {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -28,6 +31,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"{PROJECT} {VERSION}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"unknown command {name!r}\n\n{usage()}", file=sys.stderr)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from components.version import VERSION
+
 # The bridge issue's budget for the zip (boto3 comes with the runtime, so nothing else ships).
 MAX_ZIP_BYTES = 2 * 1024 * 1024
 PACKAGE = "bridge_code"
@@ -82,6 +84,7 @@ def build_bridge_zip(package_dir: Path, mapping_yaml: Path) -> bytes:
     """The Lambda zip's bytes: the bridge's modules plus `bridge_code/mapping.json`."""
     files = collect_sources(package_dir)
     files[f"{PACKAGE}/mapping.json"] = mapping_json(mapping_yaml)
+    files[f"{PACKAGE}/VERSION"] = f"{VERSION}\n".encode()  # bridge_code/__init__.py reads it
     data = zip_bytes(files)
     if len(data) > MAX_ZIP_BYTES:
         raise PackagingError(f"bridge zip is {len(data)} bytes, over the {MAX_ZIP_BYTES} budget")

@@ -55,7 +55,8 @@ def test_the_real_bridge_packs_within_budget_with_its_handlers_and_mapping() -> 
             "bridge_code/mapping.json"} <= set(names)
     # Only the bridge's own modules and its mapping: no third-party package, no YAML.
     assert all(n.startswith("bridge_code/") for n in names)
-    assert all(n.endswith(".py") or n == "bridge_code/mapping.json" for n in names)
+    assert all(n.endswith(".py") or n in {"bridge_code/mapping.json", "bridge_code/VERSION"}
+               for n in names)
     expected_py = {f"bridge_code/{p.relative_to(BRIDGE).as_posix()}" for p in BRIDGE.rglob("*.py")
                    if "__pycache__" not in p.parts}
     assert {n for n in names if n.endswith(".py")} == expected_py
@@ -92,7 +93,7 @@ def test_entries_are_sorted_and_caches_and_other_files_are_left_out(tmp_path: Pa
     package = fake_bridge(tmp_path)
     names = list(entries(build_bridge_zip(package, package / "mapping.yaml")))
     assert names == sorted(names)
-    assert names == ["bridge_code/__init__.py", "bridge_code/delivery.py",
+    assert names == ["bridge_code/VERSION", "bridge_code/__init__.py", "bridge_code/delivery.py",
                      "bridge_code/ingest.py", "bridge_code/mapping.json", "bridge_code/sub/x.py"]
 
 
