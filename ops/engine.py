@@ -340,9 +340,10 @@ class Engine:
 
     @contextlib.contextmanager
     def config_copy(
-        self, stack: str, overrides: Mapping[str, str] | None = None
+        self, stack: str, overrides: Mapping[str, Any] | None = None
     ) -> Iterator[Path]:
-        """A temporary copy of the stack file with plain-text `overrides` applied.
+        """A temporary copy of the stack file with plain-text `overrides` applied (values as
+        the typed `config:` block of Pulumi.yaml wants them: lists as lists).
 
         Keys without a namespace get `userflow-segment:`. The copy lives in a private temp
         directory removed afterwards; the committed file is only read.

@@ -14,7 +14,7 @@ import requests
 
 import bridge_code
 from components import api_http
-from components.packaging import build_bridge_zip
+from components.aws.packaging import build_bridge_zip
 from components.version import VERSION, VersionError, read_version
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -432,7 +432,7 @@ def test_preview_calls_neither_api_and_refresh_uses_the_states_credentials(
             engine.up("local", deployed)
         try:
             # WHEN a PR previews it with the workflow's stand-ins and an update pending
-            pending = {**urls, "segmentEventTypes": '["identify"]'}
+            pending: dict[str, object] = {**urls, "segmentEventTypes": ["identify"]}
             with engine.config_copy("local", pending) as pr_config:
                 for key in ("segmentToken", "userflowApiKey"):
                     engine.command(["config", "set", "--secret", f"userflow-segment:{key}",
