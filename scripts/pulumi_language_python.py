@@ -28,7 +28,8 @@ import grpc
 from google.protobuf import empty_pb2, json_format
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
-# The exec shim sits next to this host (NOTES §7); exit code 32 means "already explained".
+# Pulumi's exec shim (from the pulumi/sdk module's python/ folder, installed by
+# scripts/ensure-engine.sh) sits next to this host; its exit code 32 means "already explained".
 EXEC_SHIM = "pulumi-language-python-exec"
 USER_ACTIONABLE_EXIT = 32
 
