@@ -222,3 +222,21 @@ def test_long_path_is_not_echoed(upstream: FakeUpstream,
     # AND the bridge's log line for it (on stderr) stays short too
     [line] = [line for line in capfd.readouterr().err.splitlines() if '"route"' in line]
     assert json.loads(line)["status"] == 404 and len(line) < 1000
+
+
+def test_replayed_request_is_one_event_over_http(upstream: FakeUpstream) -> None:
+    # GIVEN the local runner, whose ledger is a DynamoDB table in moto's server
+    with LocalBridge(env=env_for(upstream)) as bridge:
+        body = json.dumps(load_event("segment_track.json")).encode()
+        headers = {"x-signature": sign_segment(body, SHARED_SECRET)}
+        # WHEN one captured request is sent three times
+        replies = [call(bridge.url + "/segment", "POST", body, headers) for _ in range(3)]
+        # THEN all are answered 2xx, one event is queued and delivered, two counted replays
+        assert [(status, reply["accepted"]) for status, reply in replies] == [
+            (200, 1), (200, 0), (200, 0)]
+        assert wait_for(lambda: len(upstream.delivered("/events")) == 1)
+        assert bridge.runtime is not None
+        s = bridge.runtime.stats.snapshot()["segment_to_userflow"]
+        assert s["skipped"] == {"replay": 2}
+        assert wait_for(lambda: bridge.stats()["queues"]["queue"] == 0)
+        assert len(upstream.delivered("/events")) == 1
