@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from bridge_code import ingest
+from bridge_code import ingest, logs
 from bridge_code.envelope import decode_envelope
 from bridge_code.signatures import sign_segment
 from tests.bridge.helpers import (
@@ -192,6 +192,7 @@ def test_lambda_entry_point_reads_the_environment(monkeypatch: pytest.MonkeyPatc
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.setattr(ingest, "_APP", None)
+    monkeypatch.setattr(logs, "_target", None)  # on stdout, wherever an earlier test put them
     status, reply = answer(ingest.handler(segment_request(load_event("segment_track.json")),
                                           None))
     assert (status, reply["accepted"]) == (200, 1)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from bridge_code import logs
 from bridge_code.envelope import decode_envelope
 from bridge_code.ingest import ENQUEUE_ATTEMPTS
 from bridge_code.mapping import MappingConfig, segment_event_to_userflow
@@ -66,6 +67,16 @@ def signed_batch(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def events_sent(upstream: FakeUpstream) -> Counter[str]:
     return Counter(f'{r.body["user_id"]}/{r.body["name"]}' for r in upstream.delivered("/events"))
+
+
+@pytest.fixture
+def log_to_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Log lines on this test's stdout (a local runner started earlier moves them away)."""
+    monkeypatch.setattr(logs, "_target", None)
+
+
+def log_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
 
 def queued_events(bridge: Bridge) -> list[dict[str, Any]]:
@@ -249,6 +260,7 @@ def test_dead_letter_replay_of_delivered_events_makes_no_second_call(
     assert events_sent(upstream) == Counter({f"user-{i}/order_completed": 1 for i in range(2)})
 
 
+@pytest.mark.usefixtures("log_to_stdout")
 def test_answer_lost_to_a_timeout_is_counted_ambiguous(upstream: FakeUpstream,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN Userflow takes an event but answers after the bridge's timeout
@@ -261,7 +273,7 @@ def test_answer_lost_to_a_timeout_is_counted_ambiguous(upstream: FakeUpstream,
     assert 1 <= len(upstream.delivered("/events")) <= 2
     s = bridge.runtime.stats.snapshot()["segment_to_userflow"]
     assert s["ambiguous"] == 1 and s["delivered"] == 1
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = [json.loads(line) for line in log_lines(capsys)]
     assert [line["message_id"] for line in lines if line["message"] == "ambiguous delivery"]
 
 
@@ -379,13 +391,14 @@ def test_oversize_base64_body_is_refused_before_decoding() -> None:
         assert status == 413 and "limit" in reply["error"]
 
 
+@pytest.mark.usefixtures("log_to_stdout")
 def test_long_paths_are_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
     with mock_aws():
         bridge = make_bridge()
         path = "/" + "a" * 100_000
         status, reply = answer(bridge.ingest.handle(apigw_event("POST", path, b"{}")))
         assert status == 404 and len(reply["error"]) < 200
-        lines = capsys.readouterr().out.splitlines()
+        lines = log_lines(capsys)
         assert lines and max(len(line) for line in lines) < 1000
 
 
