@@ -274,7 +274,13 @@ class DeliveryApp:
             return Outcome(True, False, None, "delivered before", 0, already_delivered=True)
         if claim.state == "busy":
             return Outcome(False, True, None, "being delivered by another invocation", 0)
-        outcome = self.upstream.send(method, url, headers, body, deadline)
+        try:
+            outcome = self.upstream.send(method, url, headers, body, deadline)
+        except BaseException:
+            # Whether the call went out is unknown: give the claim back, marked so.
+            with contextlib.suppress(LedgerUnavailable):
+                ledger.release(claim, uncertain=True)
+            raise
         self.runtime.stats.add("segment_to_userflow", "upstream_calls", outcome.attempts)
         try:
             if outcome.ok:

@@ -162,3 +162,8 @@ def test_an_unexpected_error_in_the_last_call_requeues_only_the_unsettled() -> N
         app.close()
     # The pooled calls' outcomes are recorded before the error surfaces: only u3 goes back.
     assert result == {"batchItemFailures": [{"itemIdentifier": "r2"}]}
+    # AND the ledger says u1 and u2 were delivered, and gives u3's claim back as uncertain
+    ledger = app.runtime.ledger
+    assert isinstance(ledger, MemoryLedger)
+    assert {key: item["state"] for key, item in ledger.items.items()} == {
+        "delivered#m-u1": "done", "delivered#m-u2": "done", "delivered#m-u3": "uncertain"}
