@@ -4,7 +4,9 @@
 
 The machine is shared and noisy, so each figure is a ratio taken within one run (the bridge
 next to the irreducible work on the same bytes, a batch next to one call), not an absolute.
-SQS and Secrets Manager are in-memory stubs here (their cost is AWS's, not the bridge's);
+SQS, Secrets Manager and the ledger's DynamoDB table are in-memory stubs here (their cost is
+AWS's, not the bridge's; the ledger stub grants every claim, since each round sends the same
+events again);
 HTTP to the upstream is real, over 127.0.0.1. Measurement (1) is the process CPU of every
 thread the bridge runs, twice: with the upstream call stubbed (the bridge's own code) and with
 real calls to a fake upstream in a child process (the client side of each call is the
@@ -44,6 +46,7 @@ from bridge_code import logs  # noqa: E402
 from bridge_code.aws import AwsClients  # noqa: E402
 from bridge_code.delivery import DeliveryApp  # noqa: E402
 from bridge_code.ingest import IngestApp  # noqa: E402
+from bridge_code.ledger import Claim  # noqa: E402
 from bridge_code.mapping import MappingConfig  # noqa: E402
 from bridge_code.runtime import BridgeRuntime  # noqa: E402
 from bridge_code.secret_store import SecretStore  # noqa: E402
@@ -81,6 +84,19 @@ class StubAws:
     def secret_string(self, secret_id: str) -> str:
         self.secret_calls += 1
         return SECRETS[secret_id]
+
+
+class GrantingLedger:
+    """The ledger's calls without DynamoDB: every claim is granted, nothing is kept."""
+
+    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float) -> Claim:
+        return Claim("claimed", f"{kind}#{key}", "bench")
+
+    def complete(self, claim: Claim, keep_seconds: float) -> None:
+        return None
+
+    def release(self, claim: Claim, uncertain: bool = False) -> None:
+        return None
 
 
 class InstantUpstream(UpstreamClient):
@@ -184,9 +200,11 @@ def runtime(upstream_url: str = "http://127.0.0.1:9") -> tuple[BridgeRuntime, St
         segment_shared_secret_arn=arns["arn:shared"],
         userflow_webhook_secret_arn=arns["arn:webhook"],
         userflow_api_key_arn=arns["arn:uf-key"], segment_write_key_arn=arns["arn:write-key"],
-        userflow_api_url=upstream_url, segment_tracking_url=upstream_url)
+        userflow_api_url=upstream_url, segment_tracking_url=upstream_url,
+        ledger_table="stub", segment_batching=True)
     store = SecretStore(aws.secret_string, settings.secrets_ttl_seconds)
-    return BridgeRuntime(settings, cast(AwsClients, aws), store, MappingConfig()), aws
+    return BridgeRuntime(settings, cast(AwsClients, aws), store, MappingConfig(),
+                         ledger=GrantingLedger()), aws
 
 
 def fixture(name: str) -> Any:
@@ -221,7 +239,9 @@ def segment_events(n: int) -> list[tuple[bytes, dict[str, str]]]:
     out = []
     for i in range(n):
         event = fixture("segment_track.json")
-        event.update(messageId=f"bench-{i}", userId=f"user-{i}")
+        # received by Segment just now: older signed events are refused
+        event.update(messageId=f"bench-{i}", userId=f"user-{i}", receivedAt=time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         body = json.dumps(event).encode()
         out.append((body, {"x-signature": sign_segment(body, SECRETS["arn:shared"])}))
     return out

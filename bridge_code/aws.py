@@ -1,8 +1,8 @@
-"""boto3 clients for SQS and Secrets Manager, created once per container on first use.
+"""boto3 clients for SQS, Secrets Manager and DynamoDB, created once per container on first use.
 
 boto3 is imported lazily: it comes with the Lambda runtime but costs about a hundred
 milliseconds to import, which a /health call or an unsigned request never needs to pay.
-Locally, `endpoint_url` points both clients at moto; on Lambda boto3 reads AWS_ENDPOINT_URL
+Locally, `endpoint_url` points the clients at moto; on Lambda boto3 reads AWS_ENDPOINT_URL
 itself when set, and otherwise talks to AWS.
 """
 
@@ -24,7 +24,7 @@ class AwsTarget:
 
 
 class AwsClients:
-    """Lazily built, thread-safe SQS and Secrets Manager clients."""
+    """Lazily built, thread-safe SQS, Secrets Manager and DynamoDB clients."""
 
     def __init__(self, target: AwsTarget | None = None) -> None:
         self._target = target or AwsTarget()
@@ -58,6 +58,10 @@ class AwsClients:
     @property
     def secretsmanager(self) -> Any:
         return self._client("secretsmanager")
+
+    @property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
 
     def secret_string(self, secret_id: str) -> str:
         response = self.secretsmanager.get_secret_value(SecretId=secret_id)

@@ -6,7 +6,10 @@ sent to DEAD_LETTER_QUEUE_URL with the reason, then acknowledged), or left to SQ
 `poison_receive_count` receives is dead-lettered with its last error instead.
 
 Segment-bound events of one batch travel together in `POST /v1/batch` calls; Userflow-bound
-events are one REST call each, in parallel on a shared thread pool.
+events are one REST call each, in parallel on a shared thread pool, each claimed in the
+ledger first and marked delivered after, so that no event reaches Userflow twice (a Segment
+redelivery, an SQS redelivery after a crash, a dead-letter replay) except where the outcome
+of a call cannot be known: those are counted `ambiguous`.
 """
 
 from __future__ import annotations
@@ -14,18 +17,22 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from bridge_code import VERSION
 from bridge_code.envelope import Envelope, InvalidEnvelope, compact_json, decode_envelope
+from bridge_code.ledger import DELIVERED, LedgerUnavailable
 from bridge_code.logs import log
 from bridge_code.mapping import (
+    SEGMENT_EVENT_LIMIT,
+    SEGMENT_MESSAGE_ID_MAX,
     Skip,
     UserflowCall,
     is_mapping,
@@ -39,18 +46,31 @@ from bridge_code.upstream import Outcome, UpstreamClient
 
 USERFLOW_VERSION = "2020-01-03"
 USER_AGENT = f"userflow-segment-bridge/{VERSION}"
-SEGMENT_EVENT_LIMIT = 32 * 1024
 SEGMENT_BATCH_LIMIT = 500 * 1024
 SEGMENT_BATCH_MAX_EVENTS = 2500
 DELIVERY_THREADS = 16
 AUTH_FAILURES = frozenset({401, 403})
 
+# SQS keeps a message (work queue or dead-letter queue) at most 14 days: no redelivery or
+# dead-letter replay of an event can come later than that after its delivery.
+DELIVERED_KEEP_SECONDS = 14 * 24 * 3600.0
+# Added to the invocation's remaining time for how long a delivery claim is held.
+CLAIM_MARGIN_SECONDS = 30.0
+
 # Dead-letter reasons (message attribute `dead_letter_reason`).
-DLQ_INVALID = "invalid_message"
-DLQ_REJECTED = "rejected"
-DLQ_OVERSIZE = "oversize"
-DLQ_EXHAUSTED = "retries_exhausted"
-DLQ_NOT_CONFIGURED = "not_configured"
+DeadLetterReason = Literal["invalid_message", "rejected", "oversize", "retries_exhausted",
+                           "not_configured"]
+DLQ_INVALID: DeadLetterReason = "invalid_message"
+DLQ_REJECTED: DeadLetterReason = "rejected"
+DLQ_OVERSIZE: DeadLetterReason = "oversize"
+DLQ_EXHAUSTED: DeadLetterReason = "retries_exhausted"
+DLQ_NOT_CONFIGURED: DeadLetterReason = "not_configured"
+
+ItemOutcome = Literal["pending", "delivered", "dead_letter", "dead_lettered", "retry",
+                      "skipped"]
+"""pending: not decided yet; delivered: the upstream took it (or had it already);
+dead_letter: to be parked, then dead_lettered once the DLQ has it; retry: left to SQS;
+skipped: deliberately not forwarded (reason counted)."""
 
 
 @dataclass(slots=True)
@@ -62,10 +82,11 @@ class Item:
     receive_count: int
     direction: Direction | None = None
     envelope: Envelope | None = None
-    outcome: str = "pending"  # delivered | dead_letter | retry | skipped
+    outcome: ItemOutcome = "pending"
     reason: str = ""
     detail: str = ""
     attempts: int = 0
+    delivery_key: str = ""
 
 
 def _record_items(event: Mapping[str, Any]) -> list[Item]:
@@ -190,8 +211,7 @@ class DeliveryApp:
                 self._skip(item, call.reason)
                 return
             # The same Segment messageId twice in one batch (a Segment retry) is one call.
-            key = str(envelope.event.get("messageId") or "") or compact_json(
-                [call.method, call.path, call.body])
+            key = item.delivery_key = _delivery_key(envelope.event.get("messageId"), call)
             userflow.setdefault(key, (call, []))[1].append(item)
         else:
             message = userflow_notification_to_segment(envelope.event, self.runtime.mapping)
@@ -220,6 +240,11 @@ class DeliveryApp:
     def _userflow_calls(self, calls: list[tuple[UserflowCall, list[Item]]],
                         deadline: float) -> list[tuple[Callable[[], Outcome], list[Item]]]:
         s = self.runtime.settings
+        if self.runtime.ledger is None:
+            for _, group in calls:
+                for item in group:
+                    self._dead(item, DLQ_NOT_CONFIGURED, "BRIDGE_LEDGER_TABLE is not set")
+            return []
         key = self._credential(s.userflow_api_key_arn,
                                "USERFLOW_API_KEY_ARN", [group for _, group in calls])
         if key is None:
@@ -229,16 +254,45 @@ class DeliveryApp:
         jobs: list[tuple[Callable[[], Outcome], list[Item]]] = []
         for call, group in calls:
             body = None if call.body is None else compact_json(call.body).encode("ascii")
-            jobs.append((partial(self._send_userflow, call.method,
+            jobs.append((partial(self._send_userflow, group[0].delivery_key, call.method,
                                  s.userflow_api_url + call.path, headers, body, deadline),
                          group))
         return jobs
 
-    def _send_userflow(self, method: str, url: str, headers: Mapping[str, str],
+    def _send_userflow(self, key: str, method: str, url: str, headers: Mapping[str, str],
                        body: bytes | None, deadline: float) -> Outcome:
-        outcome = self.upstream.send(method, url, headers, body, deadline)
+        """Claim the event in the ledger, call Userflow, record the result there."""
+        ledger = self.runtime.ledger
+        assert ledger is not None  # _userflow_calls checked it
+        hold = max(0.0, deadline - time.monotonic()) + CLAIM_MARGIN_SECONDS \
+            + self.runtime.settings.deadline_margin_seconds
+        try:
+            claim = ledger.claim(DELIVERED, key, hold, DELIVERED_KEEP_SECONDS)
+        except LedgerUnavailable as error:
+            return Outcome(False, True, None, str(error), 0)
+        if claim.state == "done":
+            return Outcome(True, False, None, "delivered before", 0, already_delivered=True)
+        if claim.state == "busy":
+            return Outcome(False, True, None, "being delivered by another invocation", 0)
+        try:
+            outcome = self.upstream.send(method, url, headers, body, deadline)
+        except BaseException:
+            # Whether the call went out is unknown: give the claim back, marked so.
+            with contextlib.suppress(LedgerUnavailable):
+                ledger.release(claim, uncertain=True)
+            raise
         self.runtime.stats.add("segment_to_userflow", "upstream_calls", outcome.attempts)
-        return outcome
+        try:
+            if outcome.ok:
+                ledger.complete(claim, DELIVERED_KEEP_SECONDS)
+            else:
+                ledger.release(claim, uncertain=outcome.uncertain > 0)
+        except LedgerUnavailable as error:
+            # Delivered but not recorded (a repeat would not be stopped), or a claim left to
+            # lapse after its hold: logged, the outcome stands.
+            log("ledger unavailable", "WARNING", key=key, error=str(error))
+        ambiguous = outcome.ok and (outcome.uncertain > 0 or claim.state == "taken_over")
+        return replace(outcome, ambiguous=ambiguous)
 
     # --- Segment ----------------------------------------------------------------------------
 
@@ -299,6 +353,15 @@ class DeliveryApp:
     # --- outcomes ---------------------------------------------------------------------------
 
     def _record(self, group: list[Item], outcome: Outcome) -> None:
+        direction = group[0].direction if group else None
+        if direction is not None and outcome.already_delivered:
+            self.runtime.stats.add(direction, "duplicates", len(group))
+        if direction is not None and outcome.ambiguous:
+            # No ledger can tell whether the earlier attempt reached Userflow: the event may
+            # now be there twice. Counted and logged so that an operator sees it.
+            self.runtime.stats.add(direction, "ambiguous")
+            log("ambiguous delivery", "WARNING", direction=direction,
+                message_id=group[0].message_id, key=group[0].delivery_key)
         for item in group:
             if item.outcome != "pending":
                 continue
@@ -316,7 +379,7 @@ class DeliveryApp:
         else:
             item.outcome, item.detail = "retry", detail
 
-    def _dead(self, item: Item, reason: str, detail: str) -> None:
+    def _dead(self, item: Item, reason: DeadLetterReason, detail: str) -> None:
         item.outcome, item.reason, item.detail = "dead_letter", reason, detail
 
     def _skip(self, item: Item, reason: str) -> None:
@@ -369,6 +432,15 @@ class DeliveryApp:
                 error=type(error).__name__)
             return False
         return True
+
+
+def _delivery_key(message_id: object, call: UserflowCall) -> str:
+    """The event's key in the delivery ledger: its Segment messageId, or a digest of the call
+    when the messageId is missing or too long to be Segment's (a key stays small)."""
+    if isinstance(message_id, str) and 0 < len(message_id) < SEGMENT_MESSAGE_ID_MAX:
+        return message_id
+    text = compact_json([message_id, call.method, call.path, call.body])
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _segment_batch_body(messages: list[bytes]) -> bytes:

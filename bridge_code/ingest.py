@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
+import math
 import time
 import uuid
 from collections import Counter
@@ -19,12 +21,21 @@ from typing import Any
 
 from bridge_code import VERSION
 from bridge_code.envelope import MAX_MESSAGE_BYTES, compact_json, encode_envelope
-from bridge_code.logs import log, utc_isoformat
-from bridge_code.mapping import Skip, is_mapping, segment_skip, userflow_notification_to_segment
+from bridge_code.ledger import ACCEPTED, Claim, Ledger, LedgerUnavailable
+from bridge_code.logs import log, preview, utc_isoformat
+from bridge_code.mapping import (
+    SEGMENT_EVENT_LIMIT,
+    SEGMENT_MESSAGE_ID_MAX,
+    Skip,
+    is_mapping,
+    segment_skip,
+    userflow_notification_to_segment,
+)
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.signatures import (
     SignatureError,
+    json_stringify,
     verify_segment_signature,
     verify_userflow_signature,
 )
@@ -34,6 +45,10 @@ from bridge_code.stats import Direction
 # 512 KiB cannot be genuine. Userflow notifications are one small object each.
 SEGMENT_BODY_LIMIT = 512 * 1024
 USERFLOW_BODY_LIMIT = 256 * 1024
+# Refused while reading the event, before any route runs (base64 adds a third).
+ANY_BODY_LIMIT = max(SEGMENT_BODY_LIMIT, USERFLOW_BODY_LIMIT)
+SKIP_REPLAY = "replay"
+SKIP_OVERSIZE = "oversize"
 SQS_BATCH_ENTRIES = 10
 SQS_BATCH_BYTES = 250 * 1024
 ENQUEUE_ATTEMPTS = 3
@@ -68,6 +83,12 @@ class MethodNotAllowed(HttpError):
 
 class PayloadTooLarge(HttpError):
     status = 413
+
+
+class TooManyRequests(HttpError):
+    """Retry shortly: Segment retries 429 (and 408, 423, 5xx), and this is no server fault."""
+
+    status = 429
 
 
 class ServiceUnavailable(HttpError):
@@ -106,8 +127,8 @@ def parse_request(event: Mapping[str, Any]) -> Request:
     context = context if is_mapping(context) else {}
     http = context.get("http")
     http = http if is_mapping(http) else {}
-    request_id = str(context.get("requestId") or uuid.uuid4())
-    method = str(http.get("method") or event.get("httpMethod") or "GET").upper()
+    request_id = preview(str(context.get("requestId") or uuid.uuid4()), 128)
+    method = preview(str(http.get("method") or event.get("httpMethod") or "GET").upper(), 16)
     path = str(event.get("rawPath") or http.get("path") or "/")
     headers_in = event.get("headers")
     headers = ({str(k).lower(): str(v) for k, v in headers_in.items()}
@@ -118,7 +139,11 @@ def parse_request(event: Mapping[str, Any]) -> Request:
         return request
     if not isinstance(raw, str):
         raise BadRequest("request body is not text")
-    if event.get("isBase64Encoded"):
+    encoded = bool(event.get("isBase64Encoded"))
+    # Before decoding anything: a text holds at least one byte per character.
+    if len(raw) > (ANY_BODY_LIMIT * 4 // 3 + 4 if encoded else ANY_BODY_LIMIT):
+        raise PayloadTooLarge(f"request body is too large; the limit is {ANY_BODY_LIMIT}")
+    if encoded:
         try:
             request.body = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
@@ -132,12 +157,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: valid JSON text, but Infinity once parsed
+        raise ValueError("number out of range")
+    return value
+
+
 # Built once: json.loads with an option builds a decoder per call.
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def parse_json(body: bytes | str) -> Any:
-    """Strict JSON: NaN/Infinity are refused because no upstream accepts them."""
+    """Strict JSON: NaN/Infinity, and numbers too large for a double, are refused because no
+    upstream accepts them (and they would be written out as the non-JSON `Infinity`)."""
     try:
         return _STRICT_JSON.decode(body.decode("utf-8") if isinstance(body, bytes) else body)
     except (ValueError, RecursionError):
@@ -177,7 +210,7 @@ class IngestApp:
             request_id, route = request.request_id, request.path
             methods = self.routes.get(request.path)
             if methods is None:
-                raise NotFound(f"no route {request.path}")
+                raise NotFound(f"no route {preview(request.path, 64)}")
             handler = methods.get(request.method)
             if handler is None:
                 raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}",
@@ -211,41 +244,116 @@ class IngestApp:
             "status": "ok",
             "version": VERSION,
             "directions": {
-                "segment_to_userflow": bool(s.queue_url and s.segment_shared_secret_arn),
+                "segment_to_userflow": bool(s.queue_url and s.segment_shared_secret_arn
+                                            and s.ledger_table),
                 "userflow_to_segment": bool(s.queue_url and s.userflow_webhook_secret_arn),
             },
         })
 
     def segment(self, request: Request) -> Result:
-        secret_id = self._configured(self.runtime.settings.segment_shared_secret_arn,
+        s = self.runtime.settings
+        secret_id = self._configured(s.segment_shared_secret_arn,
                                      "Segment to Userflow", "SEGMENT_SHARED_SECRET_ARN")
+        ledger = self.runtime.ledger
+        if ledger is None:
+            raise ServiceUnavailable("the Segment to Userflow direction is not configured "
+                                     "(BRIDGE_LEDGER_TABLE is not set)")
         self._check_size(request.body, SEGMENT_BODY_LIMIT)
         header = request.headers.get("x-signature")
+        batching = s.segment_batching
         self._verify(secret_id, lambda secrets: verify_segment_signature(
-            request.body, header, secrets))
+            request.body, header, secrets, batched=batching))
         text = _utf8(request.body)
         payload = parse_json(text)
         if isinstance(payload, dict):
+            if len(request.body) > SEGMENT_EVENT_LIMIT:
+                raise PayloadTooLarge(f"the event is {len(request.body)} bytes; Segment "
+                                      f"caps an event at {SEGMENT_EVENT_LIMIT}")
             events: list[Any] = [payload]
         elif isinstance(payload, list):
+            if not batching:
+                raise BadRequest("expected one Segment event: this stack's destination "
+                                 "does not batch")
+            if not payload:
+                raise BadRequest("the batch is empty")
             events = payload
             for index, item in enumerate(events):
                 if not isinstance(item, dict):
                     raise BadRequest(f"batch element {index} is not an event object")
         else:
             raise BadRequest("expected a Segment event object or an array of them")
+        # Segment authenticated the first event only (the whole body when not batched): that
+        # one must be recent and not seen before; the ledger keeps what was accepted.
+        message_id = _signed_message_id(events[0])
+        self._check_fresh(events[0])
         result = Result(body={})
         keep = []
+        whole_body_small = len(request.body) <= SEGMENT_EVENT_LIMIT
         for event in events:
             skip = segment_skip(event, self.runtime.mapping)
             if skip is not None:
                 result.skipped[skip.reason] += 1
+            elif not whole_body_small and _segment_event_size(event) > SEGMENT_EVENT_LIMIT:
+                result.skipped[SKIP_OVERSIZE] += 1
             else:
                 keep.append(event)
         # A single event is queued as the bytes Segment sent (already proven valid JSON),
         # sparing a re-serialization on the hot path.
         raw = text if isinstance(payload, dict) and keep else None
-        return self._enqueue("segment_to_userflow", keep, request, result, raw)
+        if not keep:
+            return self._enqueue("segment_to_userflow", keep, request, result)
+        return self._enqueue_once(ledger, message_id, keep, request, result, raw)
+
+    def _check_fresh(self, event: dict[str, Any]) -> None:
+        s = self.runtime.settings
+        moment = _segment_event_time(event)
+        if moment is None:
+            raise Unauthorized("the signed event has no receivedAt or timestamp: its age "
+                               "cannot be checked")
+        now = self.runtime.clock()
+        if moment < now - s.acceptance_window_seconds:
+            raise Unauthorized("the signed event is older than the acceptance window "
+                               f"({s.acceptance_window_seconds:.0f} s)")
+        if moment > now + s.future_skew_seconds:
+            raise Unauthorized("the signed event is dated in the future")
+
+    def _enqueue_once(self, ledger: Ledger, message_id: str, events: list[dict[str, Any]],
+                      request: Request, result: Result, raw: str | None) -> Result:
+        """Claim the signed messageId, enqueue, then mark it accepted; a failed enqueue
+        releases the claim, so Segment's retry after our 503 is taken, not skipped."""
+        s = self.runtime.settings
+        # Remembered for as long as the signed event can still pass the window.
+        keep_seconds = s.acceptance_window_seconds + s.future_skew_seconds + s.accept_hold_seconds
+        try:
+            claim = ledger.claim(ACCEPTED, message_id, s.accept_hold_seconds, keep_seconds)
+        except LedgerUnavailable as error:
+            log("ledger unavailable", "WARNING", request_id=request.request_id, error=str(error))
+            raise ServiceUnavailable("the replay ledger is unavailable; retry later") from None
+        if claim.state == "done":
+            result.skipped[SKIP_REPLAY] += len(events)
+            return self._enqueue("segment_to_userflow", [], request, result)
+        if claim.state == "busy":
+            raise TooManyRequests("this event is being accepted by another request; retry",
+                                  {"retry-after": "5"})
+        try:
+            self._enqueue("segment_to_userflow", events, request, result, raw)
+        except BaseException:
+            self._release(ledger, claim, request.request_id)
+            raise
+        try:
+            ledger.complete(claim, keep_seconds)
+        except LedgerUnavailable as error:
+            # The events are queued: answer 2xx. The pending claim lapses after its hold, and
+            # the delivery ledger stops a second upstream effect if a repeat gets through.
+            log("ledger unavailable", "WARNING", request_id=request.request_id, error=str(error))
+        return result
+
+    @staticmethod
+    def _release(ledger: Ledger, claim: Claim, request_id: str) -> None:
+        try:
+            ledger.release(claim)
+        except LedgerUnavailable as error:  # the claim lapses after its hold instead
+            log("ledger unavailable", "WARNING", request_id=request_id, error=str(error))
 
     def userflow(self, request: Request) -> Result:
         secret_id = self._configured(self.runtime.settings.userflow_webhook_secret_arn,
@@ -340,6 +448,41 @@ class IngestApp:
         # The sender retries the whole request; events already queued may then be queued
         # twice, which messageId dedup (Segment) or upsert (Userflow /users) absorbs.
         raise ServiceUnavailable("the event queue is unavailable; retry later")
+
+
+def _signed_message_id(event: dict[str, Any]) -> str:
+    message_id = event.get("messageId")
+    if not isinstance(message_id, str) or not message_id.strip():
+        raise BadRequest("the signed event has no messageId (needed to refuse replays)")
+    if len(message_id) >= SEGMENT_MESSAGE_ID_MAX:
+        raise BadRequest(f"the signed event's messageId is not under {SEGMENT_MESSAGE_ID_MAX} "
+                         "characters")
+    return message_id
+
+
+def _segment_event_time(event: dict[str, Any]) -> float | None:
+    """When Segment received the event (receivedAt, set by Segment), else its timestamp."""
+    for key in ("receivedAt", "timestamp"):
+        value = event.get(key)
+        if not isinstance(value, str) or len(value) > 64:
+            continue
+        try:
+            moment = dt.datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            return moment.timestamp()
+        except (ValueError, OverflowError):
+            continue
+    return None
+
+
+def _segment_event_size(event: dict[str, Any]) -> int:
+    """The event's size as Segment counts it (JSON.stringify, UTF-8). The escaped ASCII
+    text is never shorter, so it decides the common case without the exact measure."""
+    ascii_size = len(compact_json(event))
+    if ascii_size <= SEGMENT_EVENT_LIMIT:
+        return ascii_size
+    return len(json_stringify(event).encode("utf-8", "surrogatepass"))
 
 
 def _utf8(body: bytes) -> str:

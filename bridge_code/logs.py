@@ -18,6 +18,9 @@ _target: IO[str] | None = None
 # field value from ever failing a request.
 _encode = compact_encoder(default=str)
 _lock = threading.Lock()
+# A log line stays small whatever a request holds (a 100 KB path must not become a 100 KB
+# line): every text field is cut to this many characters.
+LOG_FIELD_MAX_CHARS = 256
 # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): formatting a datetime costs a few µs per
 # line; the seconds part changes at most once a second. One tuple, so a racing thread reads
 # a consistent pair.
@@ -56,8 +59,17 @@ def use_stream(stream: IO[str]) -> None:
     _target = stream
 
 
+def preview(text: str, limit: int = LOG_FIELD_MAX_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text)} chars)"
+
+
 def log(message: str, level: str = "INFO", **fields: Any) -> None:
-    record = {"time": utc_timestamp_ms(), "level": level, "message": message, **fields}
+    record = {"time": utc_timestamp_ms(), "level": level, "message": message}
+    for key, value in fields.items():
+        record[key] = preview(value) if type(value) is str else value
     line = _encode(record) + "\n"
     stream = _target or sys.stdout
     with _lock:

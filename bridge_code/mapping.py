@@ -35,6 +35,8 @@ SKIP_INVALID = "invalid"
 # Userflow attribute names anyway, and it bounds the recursion on hostile input.
 MAX_FLATTEN_DEPTH = 5
 SEGMENT_MESSAGE_ID_MAX = 100
+# Segment's Tracking API caps one event at 32 KB (its HTTP API source docs).
+SEGMENT_EVENT_LIMIT = 32 * 1024
 
 NestedPolicy = Literal["flatten", "drop"]
 NameCase = Literal["snake_case", "keep"]
@@ -243,15 +245,29 @@ _SEGMENT_TYPES = frozenset({"identify", "track", "group", "page", "screen", "del
 
 
 # Trait and property names come from a small vocabulary that repeats on every event: caching
-# them keeps three regex passes per name off the hot path.
-@functools.lru_cache(maxsize=4096)
+# them keeps three regex passes per name off the hot path. Only short names are cached, so
+# the cache holds at most NAME_CACHE_ENTRIES x NAME_CACHE_MAX_CHARS characters (and their
+# converted copies) whatever the input: a few MB at most, never input-sized.
+NAME_CACHE_ENTRIES = 4096
+NAME_CACHE_MAX_CHARS = 128
+
+
 def userflow_name(name: str, case: NameCase) -> str:
     """A Segment trait/property/event name as a Userflow name (letters, digits, _, -, space)."""
+    if len(name) <= NAME_CACHE_MAX_CHARS:
+        return _cached_userflow_name(name, case)
+    return _userflow_name(name, case)
+
+
+def _userflow_name(name: str, case: NameCase) -> str:
     if case == "snake_case":
         name = _CAMEL_BOUNDARY.sub("_", name).lower()
         name = _NOT_ALLOWED_IN_NAME.sub("_", name)
         return _SNAKE_SEPARATORS.sub("_", name).strip("_")
     return _NOT_ALLOWED_IN_NAME.sub("_", name).strip()
+
+
+_cached_userflow_name = functools.lru_cache(maxsize=NAME_CACHE_ENTRIES)(_userflow_name)
 
 
 def title_case(name: str) -> str:

@@ -8,6 +8,7 @@ message; messages never contain a secret or a digest.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hmac
 import json
@@ -15,9 +16,19 @@ import re
 from collections.abc import Sequence
 
 from bridge_code.jsonenc import compact_encoder
+from bridge_code.mapping import SEGMENT_EVENT_LIMIT
 
 USERFLOW_TOLERANCE_SECONDS = 300
+# A batch's first event is looked for in this many leading bytes only, so that an unsigned
+# body costs a bounded parse: Segment caps an event at 32 KB, and the rest is room for the
+# whitespace a sender may put around it.
+FIRST_ELEMENT_SCAN_BYTES = 2 * SEGMENT_EVENT_LIMIT
+# Header sizes: a genuine Userflow-Signature is t (10 digits) and one or two v1 digests.
+USERFLOW_HEADER_MAX_CHARS = 1024
+USERFLOW_MAX_CANDIDATES = 8
 _HEX_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 _DECODER = json.JSONDecoder()
 
 
@@ -49,7 +60,10 @@ def _first_element_bytes(raw_body: bytes) -> list[bytes]:
     compact re-serialization of the parsed element or its raw bytes as sent, because which of
     the two the sender hashed is not documented precisely.
     """
-    text = raw_body.decode("utf-8")
+    # Decoded incrementally so that a multi-byte character cut at the scan limit is left
+    # out instead of failing the decode.
+    text = codecs.getincrementaldecoder("utf-8")().decode(
+        raw_body[:FIRST_ELEMENT_SCAN_BYTES], final=False)
     start = text.index("[") + 1
     while start < len(text) and text[start] in " \t\r\n":
         start += 1
@@ -71,8 +85,13 @@ def json_stringify(value: object) -> str:
 
 
 def verify_segment_signature(raw_body: bytes, header: str | None,
-                             secrets: Sequence[str]) -> None:
-    """Check `X-Signature` = hex HMAC-SHA1(shared secret, body) for single or batched bodies."""
+                             secrets: Sequence[str], batched: bool = False) -> None:
+    """Check `X-Signature` = hex HMAC-SHA1(shared secret, body); with `batched`, an array body
+    may instead be signed over its first element alone (what Segment signs when batching).
+
+    Without `batched` only the whole body counts: a first-element signature authenticates
+    nothing after that element, so a stack whose destination does not batch refuses it.
+    """
     if not secrets:
         raise SignatureError("no shared secret is configured")
     if header is None or not header.strip():
@@ -81,7 +100,7 @@ def verify_segment_signature(raw_body: bytes, header: str | None,
     if not _HEX_SHA1.fullmatch(candidate):
         raise SignatureError("malformed X-Signature header: expected 40 hex characters")
     payloads = [raw_body]
-    if raw_body.lstrip()[:1] == b"[":
+    if batched and raw_body.lstrip()[:1] == b"[":
         # Not a parsable array: only the whole-body signature can match, and the JSON error
         # is reported after authentication.
         with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
@@ -94,16 +113,26 @@ def parse_userflow_header(header: str) -> tuple[int, list[str]]:
     """Split `t=<unix>,v1=<hex>[,v1=<hex>...]` into the timestamp and the v1 candidates."""
     timestamp: int | None = None
     candidates: list[str] = []
+    if len(header) > USERFLOW_HEADER_MAX_CHARS:
+        raise SignatureError("malformed Userflow-Signature header: too long")
     for part in header.split(","):
         key, sep, value = part.strip().partition("=")
+        value = value.strip()
         if not sep:
             continue
         if key == "t":
-            if not value.strip().isdigit():
+            # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+            if not _UNIX_SECONDS.fullmatch(value):
                 raise SignatureError("malformed Userflow-Signature header: t is not a number")
-            timestamp = int(value.strip())
-        elif key == "v1" and value.strip():
-            candidates.append(value.strip())
+            timestamp = int(value)
+        elif key == "v1" and value:
+            # hmac.compare_digest refuses non-ASCII text: only well-formed digests compete.
+            if not _HEX_SHA256.fullmatch(value):
+                raise SignatureError(
+                    "malformed Userflow-Signature header: v1 is not 64 hex characters")
+            candidates.append(value)
+    if len(candidates) > USERFLOW_MAX_CANDIDATES:
+        raise SignatureError("malformed Userflow-Signature header: too many v1 signatures")
     if timestamp is None:
         raise SignatureError("malformed Userflow-Signature header: no t= timestamp")
     if not candidates:

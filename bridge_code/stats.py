@@ -10,9 +10,12 @@ Direction = Literal["segment_to_userflow", "userflow_to_segment"]
 DIRECTIONS: tuple[Direction, ...] = ("segment_to_userflow", "userflow_to_segment")
 # accepted: enqueued by ingest; delivered: accepted upstream (or absorbed as a duplicate of
 # a delivered message in the same batch); dead_lettered: moved to the DLQ; retried: extra
-# upstream attempts; requeued: left for SQS to redeliver; replayed: moved back from the DLQ.
+# upstream attempts; requeued: left for SQS to redeliver; replayed: moved back from the DLQ;
+# duplicates: delivered without a call (the same event seen in the batch, or delivered before
+# according to the ledger); ambiguous: delivered after an attempt whose fate is unknown, so
+# possibly twice.
 COUNTERS = ("accepted", "delivered", "dead_lettered", "retried", "requeued", "replayed",
-            "duplicates", "upstream_calls")
+            "duplicates", "ambiguous", "upstream_calls")
 
 
 class BridgeStats:

@@ -33,6 +33,14 @@ class Outcome:
     status: int | None
     detail: str
     attempts: int
+    # Attempts whose fate is unknown: the request may have been sent and acted on, but the
+    # answer was lost (read timeout, connection dropped). A later success may be a repeat.
+    uncertain: int = 0
+    # Set by the delivery ledger: the event was delivered before, so no call was made.
+    already_delivered: bool = False
+    # Set by the delivery ledger: this success may be a second effect (see `uncertain`, or
+    # an earlier invocation that vanished mid-call).
+    ambiguous: bool = False
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -100,7 +108,9 @@ class UpstreamClient:
              deadline: float) -> Outcome:
         """Send until success, a permanent failure, the attempt limit or the deadline."""
         detail, status, retryable = "not attempted: no time left", None, True
-        attempt = 0
+        attempt = uncertain = 0
+        unsure = (self._urllib3.exceptions.ReadTimeoutError,
+                  self._urllib3.exceptions.ProtocolError)
         while attempt < self._max_attempts:
             remaining = deadline - time.monotonic()
             if remaining <= 0.05:
@@ -116,11 +126,12 @@ class UpstreamClient:
                     timeout=self._urllib3.Timeout(connect=min(3.0, timeout), read=timeout))
             except self._urllib3.exceptions.HTTPError as error:
                 status, retryable = None, True
+                uncertain += isinstance(error, unsure)
                 detail = f"{type(error).__name__} calling {method} {url}"
             else:
                 status = response.status
                 if 200 <= status < 300:
-                    return Outcome(True, False, status, f"HTTP {status}", attempt)
+                    return Outcome(True, False, status, f"HTTP {status}", attempt, uncertain)
                 retryable = is_retryable_status(status)
                 preview = response.data[:ERROR_BODY_PREVIEW].decode("utf-8", "replace")
                 detail = f"HTTP {status} from {method} {url}: {preview}"
@@ -136,4 +147,4 @@ class UpstreamClient:
                 detail += f" (next retry in {delay:.1f} s would pass the deadline)"
                 break
             self._sleep(delay)
-        return Outcome(False, retryable, status, detail, attempt)
+        return Outcome(False, retryable, status, detail, attempt, uncertain)

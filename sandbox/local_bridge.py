@@ -1,12 +1,13 @@
-"""The bridge served locally: the Lambda handlers behind a plain HTTP server, with SQS and
-Secrets Manager provided by moto over HTTP in the same process.
+"""The bridge served locally: the Lambda handlers behind a plain HTTP server, with SQS,
+Secrets Manager and the ledger's DynamoDB table provided by moto over HTTP in the same process.
 
     python -m sandbox bridge --port PORT
 
 Configured by USERFLOW_API_URL, USERFLOW_API_KEY, SEGMENT_TRACKING_URL, SEGMENT_WRITE_KEY,
 SEGMENT_SHARED_SECRET, USERFLOW_WEBHOOK_SECRET (the two shared secrets may be
-comma-separated lists) and BRIDGE_MAPPING. A direction whose two secrets are not both given
-is "not configured": its route answers 503 and /health says so.
+comma-separated lists), BRIDGE_MAPPING, BRIDGE_SEGMENT_BATCHING (true when the Segment
+destination batches) and BRIDGE_ACCEPTANCE_WINDOW_SECONDS. A direction whose two secrets
+are not both given is "not configured": its route answers 503 and /health says so.
 
 Requests become API Gateway v2 events for `IngestApp.handle`; a delivery thread long-polls
 the queue, builds the Lambda SQS event and calls `DeliveryApp.handle` - the Lambda code path,
@@ -99,6 +100,28 @@ def deliver_once(sqs: Any, queue_url: str, queue_arn: str, app: DeliveryApp,
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
     return len(messages)
+
+
+def create_ledger_table(dynamodb: Any, name: str) -> str:
+    """The ledger table as the AWS program declares it: key `pk`, TTL on `expires_at`."""
+    dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": "expires_at"})
+    return name
+
+
+def content_length(value: str | None, method: str) -> int | str:
+    """The body length a request announces, or why its framing is refused."""
+    if value is None:
+        # Bodies are read by Content-Length only (no chunked framing here).
+        return "Content-Length is required" if method in {"POST", "PUT", "PATCH"} else 0
+    text = value.strip()
+    if not text.isascii() or not text.isdigit():
+        return "Content-Length must be a non-negative whole number"
+    # Anything over 18 digits is over the limit anyway (and int() refuses 4,300+ digits).
+    return int(text) if len(text) <= 18 else sys.maxsize
 
 
 def api_gateway_event(method: str, raw_path: str, query: str, headers: Mapping[str, str],
@@ -201,8 +224,10 @@ class LocalBridge:
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         env = {key: value for key, value in self.env.items()
                if key in {"USERFLOW_API_URL", "SEGMENT_TRACKING_URL", "BRIDGE_MAPPING",
-                          "SECRETS_TTL_SECONDS"}}
-        env.update(QUEUE_URL=self.queue_url, DEAD_LETTER_QUEUE_URL=self.dlq_url)
+                          "SECRETS_TTL_SECONDS", "BRIDGE_SEGMENT_BATCHING",
+                          "BRIDGE_ACCEPTANCE_WINDOW_SECONDS"}}
+        env.update(QUEUE_URL=self.queue_url, DEAD_LETTER_QUEUE_URL=self.dlq_url,
+                   BRIDGE_LEDGER_TABLE=create_ledger_table(aws.dynamodb, f"bridge-{suffix}"))
         for direction, ingest_var, delivery_var, ingest_arn, delivery_arn in DIRECTION_SECRETS:
             given = {var: self.env.get(var, "").strip() for var in (ingest_var, delivery_var)}
             missing = [var for var, value in given.items() if not value]
@@ -272,7 +297,12 @@ class LocalBridge:
 
             def _any(self) -> None:
                 path, _, query = self.path.partition("?")
-                length = int(self.headers.get("content-length") or 0)
+                length = content_length(self.headers.get("content-length"), self.command)
+                if isinstance(length, str):
+                    # The body cannot be found: answer, then drop the connection.
+                    self.close_connection = True
+                    self._json(400, {"error": length})
+                    return
                 if length > MAX_LOCAL_BODY:
                     self.close_connection = True
                     self._json(413, {"error": f"request body is {length} bytes; too large"})
@@ -285,7 +315,7 @@ class LocalBridge:
                     try:
                         options = json.loads(body) if body else {}
                         limit = options.get("max") if isinstance(options, dict) else None
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         limit = None
                     self._json(200, bridge.replay(limit if isinstance(limit, int) else None))
                     return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import datetime as dt
 import json
 import socket
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 from bridge_code.aws import AwsTarget
 from bridge_code.delivery import DeliveryApp
 from bridge_code.ingest import IngestApp
+from bridge_code.ledger import Claim
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.settings import BridgeSettings
 from bridge_code.signatures import sign_segment, sign_userflow
@@ -32,7 +34,17 @@ MOTO_TARGET = AwsTarget(region="us-east-1", access_key_id="testing",
 
 
 def load_event(name: str) -> Any:
-    return json.loads((EVENTS / name).read_text())
+    """A fixture event; Segment events are stamped as received by Segment just now, as a
+    live delivery would be (the bridge refuses signed events older than its window)."""
+    event = json.loads((EVENTS / name).read_text())
+    if name.startswith("segment_"):
+        event["receivedAt"] = now_iso()
+    return event
+
+
+def now_iso(offset_seconds: float = 0.0) -> str:
+    moment = dt.datetime.fromtimestamp(time.time() + offset_seconds, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def apigw_event(method: str, path: str, body: bytes | None,
@@ -118,8 +130,11 @@ class Bridge:
 def make_bridge(upstream_url: str = "http://127.0.0.1:9", *, configure_userflow: bool = True,
                 configure_segment: bool = True, **tuning: Any) -> Bridge:
     """Queues and secrets in moto (call inside mock_aws) and the apps over them."""
+    from sandbox.local_bridge import create_ledger_table
+
     base = BridgeRuntime.build(BridgeSettings(), MOTO_TARGET).aws
     sqs, sm = base.sqs, base.secretsmanager
+    ledger_table = create_ledger_table(base.dynamodb, "bridge-ledger")
     dlq = sqs.create_queue(QueueName="bridge-dlq")["QueueUrl"]
     queue = sqs.create_queue(QueueName="bridge", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
 
@@ -127,7 +142,7 @@ def make_bridge(upstream_url: str = "http://127.0.0.1:9", *, configure_userflow:
         return str(sm.create_secret(Name=name, SecretString=value)["ARN"])
 
     settings = BridgeSettings(
-        queue_url=queue, dead_letter_queue_url=dlq,
+        queue_url=queue, dead_letter_queue_url=dlq, ledger_table=ledger_table,
         segment_shared_secret_arn=secret("shared", SHARED_SECRET) if configure_userflow else None,
         userflow_api_key_arn=secret("uf-key", USERFLOW_KEY) if configure_userflow else None,
         userflow_webhook_secret_arn=secret("webhook", WEBHOOK_SECRET) if configure_segment
@@ -272,3 +287,42 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0,
 
 def iter_fixture_names(prefix: str) -> Iterator[str]:
     return (p.name for p in sorted(EVENTS.glob(f"{prefix}*.json")))
+
+
+class MemoryLedger:
+    """The ledger's semantics in a dict, for tests that stub AWS out (`Ledger` protocol)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.clock = clock
+        self.lock = threading.Lock()
+
+    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float) -> Claim:
+        pk, now = f"{kind}#{key}", self.clock()
+        token = f"t{len(self.items)}-{now}"
+        with self.lock:
+            old = self.items.get(pk)
+            if old is not None and old["expires_at"] >= now:
+                if old["state"] == "done":
+                    return Claim("done", pk, token)
+                if old["state"] == "pending" and old["held_until"] >= now:
+                    return Claim("busy", pk, token)
+            self.items[pk] = {"state": "pending", "token": token,
+                              "held_until": now + hold_seconds, "expires_at": now + keep_seconds}
+            fresh = old is None or old["expires_at"] < now
+            return Claim("claimed" if fresh else "taken_over", pk, token)
+
+    def complete(self, claim: Claim, keep_seconds: float) -> None:
+        with self.lock:
+            self.items[claim.key] = {"state": "done", "token": claim.token, "held_until": 0,
+                                     "expires_at": self.clock() + keep_seconds}
+
+    def release(self, claim: Claim, uncertain: bool = False) -> None:
+        with self.lock:
+            item = self.items.get(claim.key)
+            if item is None or item["token"] != claim.token or item["state"] != "pending":
+                return
+            if uncertain:
+                item["state"] = "uncertain"
+            else:
+                del self.items[claim.key]

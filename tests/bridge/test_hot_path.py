@@ -25,7 +25,7 @@ from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretStore
 from bridge_code.settings import BridgeSettings
 from bridge_code.upstream import Outcome, UpstreamClient
-from tests.bridge.helpers import FakeUpstream, load_event
+from tests.bridge.helpers import FakeUpstream, MemoryLedger, load_event
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -127,7 +127,8 @@ def _delivery(upstream: UpstreamClient) -> DeliveryApp:
                               userflow_api_key_arn="uf", userflow_api_url="http://127.0.0.1:9")
     aws = _StubAws()
     runtime = BridgeRuntime(settings, cast(AwsClients, aws),
-                            SecretStore(aws.secret_string, 300), MappingConfig())
+                            SecretStore(aws.secret_string, 300), MappingConfig(),
+                            ledger=MemoryLedger())
     return DeliveryApp(runtime, upstream=upstream)
 
 
@@ -161,3 +162,8 @@ def test_an_unexpected_error_in_the_last_call_requeues_only_the_unsettled() -> N
         app.close()
     # The pooled calls' outcomes are recorded before the error surfaces: only u3 goes back.
     assert result == {"batchItemFailures": [{"itemIdentifier": "r2"}]}
+    # AND the ledger says u1 and u2 were delivered, and gives u3's claim back as uncertain
+    ledger = app.runtime.ledger
+    assert isinstance(ledger, MemoryLedger)
+    assert {key: item["state"] for key, item in ledger.items.items()} == {
+        "delivered#m-u1": "done", "delivered#m-u2": "done", "delivered#m-u3": "uncertain"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -178,3 +179,64 @@ def test_failed_delivery_comes_back_from_sqs_within_seconds(upstream: FakeUpstre
         assert bridge.runtime is not None
         s = bridge.runtime.stats.snapshot()["segment_to_userflow"]
         assert s["requeued"] == 1 and s["delivered"] == 1 and s["dead_lettered"] == 0
+
+
+def raw_exchange(url: str, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes as they are (requests would fix the framing) and read the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+        connection.sendall(request)
+        chunks = []
+        while True:
+            try:
+                chunk = connection.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and b'"}' in chunk:
+                break
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: -1\r\n", "Content-Length: abc\r\n", "",
+                                     "Content-Length: \u0661\r\n", "Content-Length: 1e3\r\n",
+                                     "Transfer-Encoding: chunked\r\n"])
+def test_bad_framing_is_answered_400(upstream: FakeUpstream, framing: str) -> None:
+    with LocalBridge(env=env_for(upstream)) as bridge:
+        started = time.monotonic()
+        reply = raw_exchange(bridge.url, (
+            f"POST /segment HTTP/1.1\r\nHost: x\r\n{framing}\r\n").encode() + b"{}")
+        assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+        assert b"Content-Length" in reply.split(b"\r\n\r\n", 1)[1]
+        assert time.monotonic() - started < 4  # answered, not left hanging
+
+
+def test_long_path_is_not_echoed(upstream: FakeUpstream,
+                                 capfd: pytest.CaptureFixture[str]) -> None:
+    with LocalBridge(env=env_for(upstream)) as bridge:
+        path = "/" + "p" * 60_000
+        reply = requests.get(bridge.url + path, timeout=10)
+        assert reply.status_code == 404 and len(reply.text) < 300
+    # AND the bridge's log line for it (on stderr) stays short too
+    [line] = [line for line in capfd.readouterr().err.splitlines() if '"route"' in line]
+    assert json.loads(line)["status"] == 404 and len(line) < 1000
+
+
+def test_replayed_request_is_one_event_over_http(upstream: FakeUpstream) -> None:
+    # GIVEN the local runner, whose ledger is a DynamoDB table in moto's server
+    with LocalBridge(env=env_for(upstream)) as bridge:
+        body = json.dumps(load_event("segment_track.json")).encode()
+        headers = {"x-signature": sign_segment(body, SHARED_SECRET)}
+        # WHEN one captured request is sent three times
+        replies = [call(bridge.url + "/segment", "POST", body, headers) for _ in range(3)]
+        # THEN all are answered 2xx, one event is queued and delivered, two counted replays
+        assert [(status, reply["accepted"]) for status, reply in replies] == [
+            (200, 1), (200, 0), (200, 0)]
+        assert wait_for(lambda: len(upstream.delivered("/events")) == 1)
+        assert bridge.runtime is not None
+        s = bridge.runtime.stats.snapshot()["segment_to_userflow"]
+        assert s["skipped"] == {"replay": 2}
+        assert wait_for(lambda: bridge.stats()["queues"]["queue"] == 0)
+        assert len(upstream.delivered("/events")) == 1

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from bridge_code.signatures import (
+    FIRST_ELEMENT_SCAN_BYTES,
     SignatureError,
     sign_segment,
     sign_userflow,
@@ -70,13 +71,34 @@ def test_segment_batch_signed_over_first_element_compact() -> None:
     body = json.dumps(events, indent=2, ensure_ascii=True).encode()
     first = json.dumps(events[0], separators=(",", ":"), ensure_ascii=False).encode()
     # THEN the compact, non-ASCII-escaped serialization of the first element verifies
-    verify_segment_signature(body, sign_segment(first, "s1"), ["s1"])
+    verify_segment_signature(body, sign_segment(first, "s1"), ["s1"], batched=True)
 
 
 def test_segment_batch_signed_over_first_element_raw_bytes() -> None:
     body = b'[ {"type": "track",  "event": "A"}, {"type": "track"} ]'
     first_raw = b'{"type": "track",  "event": "A"}'
-    verify_segment_signature(body, sign_segment(first_raw, "s1"), ["s1"])
+    verify_segment_signature(body, sign_segment(first_raw, "s1"), ["s1"], batched=True)
+
+
+def test_segment_first_element_signature_is_refused_unless_batching() -> None:
+    # GIVEN an array whose first element carries a genuine signature (captured from a log)
+    events = [{"type": "track", "userId": "u1", "event": "A"},
+              {"type": "identify", "userId": "victim", "traits": {"role": "admin"}}]
+    body = json.dumps(events).encode()
+    first = json.dumps(events[0], separators=(",", ":")).encode()
+    # THEN a stack whose destination does not batch accepts only a whole-body signature
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_segment_signature(body, sign_segment(first, "s1"), ["s1"])
+
+
+def test_segment_first_element_is_looked_for_in_a_bounded_prefix() -> None:
+    # GIVEN a first element larger than any Segment event (which Segment caps at 32 KB)
+    events = [{"type": "track", "event": "A", "pad": "x" * (FIRST_ELEMENT_SCAN_BYTES + 10)}]
+    body = json.dumps(events).encode()
+    first = json.dumps(events[0], separators=(",", ":")).encode()
+    # THEN it is not parsed to check its signature
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_segment_signature(body, sign_segment(first, "s1"), ["s1"], batched=True)
 
 
 def test_segment_batch_signature_over_second_element_fails() -> None:
@@ -84,7 +106,7 @@ def test_segment_batch_signature_over_second_element_fails() -> None:
     body = json.dumps(events).encode()
     second = json.dumps(events[1], separators=(",", ":")).encode()
     with pytest.raises(SignatureError, match="does not match"):
-        verify_segment_signature(body, sign_segment(second, "s1"), ["s1"])
+        verify_segment_signature(body, sign_segment(second, "s1"), ["s1"], batched=True)
 
 
 def test_segment_error_messages_never_contain_secret_or_digest() -> None:
@@ -178,4 +200,19 @@ def test_segment_batch_first_element_with_lone_surrogate_as_javascript_writes_it
     body = b'[ {"event": "a\\ud800", "n": "\xc3\xa9"}, {"event": "b"} ]'
     signed_text = '{"event":"a\\ud800","n":"\u00e9"}'.encode()
     # THEN the signature over that text verifies
-    verify_segment_signature(body, sign_segment(signed_text, "s1"), ["s1"])
+    verify_segment_signature(body, sign_segment(signed_text, "s1"), ["s1"], batched=True)
+
+
+@pytest.mark.parametrize(("header", "reason"), [
+    ("t=\u00b2,v1=00", "t is not a number"),  # "²".isdigit() is True; int("²") fails
+    ("t=" + "9" * 5000 + ",v1=" + "0" * 64, "too long"),
+    ("t=" + "9" * 13 + ",v1=" + "0" * 64, "t is not a number"),
+    ("t=1,v1=\u00e9" * 2, "v1 is not 64 hex characters"),  # compare_digest refuses non-ASCII
+    ("t=1,v1=" + "\u0660" * 64, "v1 is not 64 hex characters"),  # Arabic-Indic digits
+    ("t=1," + ",".join(["v1=" + "0" * 64] * 9), "too many v1"),
+    ("t=-1,v1=" + "0" * 64, "t is not a number"),
+    ("t=1,v1=00", "v1 is not 64 hex characters"),
+])
+def test_userflow_odd_headers_are_signature_errors(header: str, reason: str) -> None:
+    with pytest.raises(SignatureError, match=reason):
+        verify_userflow_signature(BODY, header, ["w1"], now=NOW)

@@ -54,7 +54,9 @@ def world() -> Iterator[tuple[SegmentEmulator, UserflowEmulator, LocalBridge]]:
         assert reply.status_code in {200, 201}, reply.text
         env = {"USERFLOW_API_URL": userflow.url, "USERFLOW_API_KEY": SANDBOX_API_KEY,
                "SEGMENT_TRACKING_URL": segment.url, "SEGMENT_WRITE_KEY": source["writeKeys"][0],
-               "SEGMENT_SHARED_SECRET": SHARED, "USERFLOW_WEBHOOK_SECRET": reply.json()["secret"]}
+               "SEGMENT_SHARED_SECRET": SHARED, "USERFLOW_WEBHOOK_SECRET": reply.json()["secret"],
+               # the subscription above batches
+               "BRIDGE_SEGMENT_BATCHING": "true"}
         with LocalBridge(port=int(bridge_url.rsplit(":", 1)[1]), env=env) as bridge:
             yield segment, userflow, bridge
 

@@ -40,7 +40,8 @@ def test_bridge_accepts_segment_deliveries(receiver: Receiver, batching: bool) -
         received = receiver.wait_for(1 if batching else 2)
 
     for delivery in received:
-        verify_segment_signature(delivery.body, delivery.headers["X-Signature"], ["bridge-secret"])
+        verify_segment_signature(delivery.body, delivery.headers["X-Signature"], ["bridge-secret"],
+                                 batched=batching)
         with pytest.raises(SignatureError):
             verify_segment_signature(delivery.body, delivery.headers["X-Signature"], ["other"])
     if batching:

@@ -1,0 +1,124 @@
+"""The ledger's states against moto's DynamoDB, and the test double held to the same rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from moto import mock_aws
+
+from bridge_code.aws import AwsClients
+from bridge_code.ledger import DELIVERED, DynamoLedger, Ledger, LedgerUnavailable
+from bridge_code.settings import BridgeSettings, SettingsError
+from sandbox.local_bridge import create_ledger_table
+from tests.bridge.helpers import MOTO_TARGET, MemoryLedger
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+LedgerFactory = Callable[[Clock], Ledger]
+
+
+def _dynamo(clock: Clock) -> Ledger:
+    aws = AwsClients(MOTO_TARGET)
+    table = create_ledger_table(aws.dynamodb, "ledger-test")
+    return DynamoLedger(lambda: aws.dynamodb, table, clock)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def make(request: pytest.FixtureRequest) -> Iterator[LedgerFactory]:
+    with mock_aws():
+        yield _dynamo if request.param == "dynamodb" else MemoryLedger
+
+
+def test_claim_then_complete_then_done(make: LedgerFactory) -> None:
+    clock = Clock()
+    ledger = make(clock)
+    first = ledger.claim(DELIVERED, "m-1", hold_seconds=30, keep_seconds=600)
+    assert first.state == "claimed"
+    assert ledger.claim(DELIVERED, "m-1", 30, 600).state == "busy"
+    ledger.complete(first, keep_seconds=600)
+    assert ledger.claim(DELIVERED, "m-1", 30, 600).state == "done"
+    # a different key or kind is independent
+    assert ledger.claim(DELIVERED, "m-2", 30, 600).state == "claimed"
+    assert ledger.claim("accepted", "m-1", 30, 600).state == "claimed"
+
+
+def test_released_claim_is_claimed_afresh(make: LedgerFactory) -> None:
+    ledger = make(Clock())
+    claim = ledger.claim(DELIVERED, "m-1", 30, 600)
+    ledger.release(claim)
+    assert ledger.claim(DELIVERED, "m-1", 30, 600).state == "claimed"
+
+
+def test_uncertain_release_and_lapsed_hold_are_taken_over(make: LedgerFactory) -> None:
+    clock = Clock()
+    ledger = make(clock)
+    ledger.release(ledger.claim(DELIVERED, "m-1", 30, 600), uncertain=True)
+    assert ledger.claim(DELIVERED, "m-1", 30, 600).state == "taken_over"
+    # a holder that vanished: busy while held, taken over once the hold has passed
+    ledger.claim(DELIVERED, "m-2", 30, 600)
+    clock.now += 10
+    assert ledger.claim(DELIVERED, "m-2", 30, 600).state == "busy"
+    clock.now += 30
+    assert ledger.claim(DELIVERED, "m-2", 30, 600).state == "taken_over"
+
+
+def test_release_by_a_former_holder_changes_nothing(make: LedgerFactory) -> None:
+    clock = Clock()
+    ledger = make(clock)
+    stale = ledger.claim(DELIVERED, "m-1", 5, 600)
+    clock.now += 10
+    current = ledger.claim(DELIVERED, "m-1", 30, 600)
+    ledger.release(stale)
+    assert ledger.claim(DELIVERED, "m-1", 30, 600).state == "busy"
+    ledger.complete(current, 600)
+    ledger.release(current)  # completed: no longer pending, so nothing to release
+    assert ledger.claim(DELIVERED, "m-1", 30, 600).state == "done"
+
+
+def test_expired_items_count_as_absent_before_dynamodb_deletes_them(
+        make: LedgerFactory) -> None:
+    clock = Clock()
+    ledger = make(clock)
+    ledger.complete(ledger.claim(DELIVERED, "m-1", 30, 600), keep_seconds=600)
+    clock.now += 602  # kept at least keep_seconds (rounded up to the next second)
+    assert ledger.claim(DELIVERED, "m-1", 30, 600).state == "claimed"
+
+
+def test_missing_table_is_ledger_unavailable_without_details() -> None:
+    with mock_aws():
+        aws = AwsClients(MOTO_TARGET)
+        ledger = DynamoLedger(lambda: aws.dynamodb, "no-such-table")
+        with pytest.raises(LedgerUnavailable, match=r"^ledger write failed \(\w+\)$"):
+            ledger.claim(DELIVERED, "m-1", 30, 600)
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, (None, False, 86400.0)),
+    ({"BRIDGE_LEDGER_TABLE": " t ", "BRIDGE_SEGMENT_BATCHING": "TRUE",
+      "BRIDGE_ACCEPTANCE_WINDOW_SECONDS": "3600"}, ("t", True, 3600.0)),
+    ({"BRIDGE_SEGMENT_BATCHING": "false"}, (None, False, 86400.0)),
+])
+def test_trust_settings_from_the_environment(env: dict[str, str],
+                                             expected: tuple[object, ...]) -> None:
+    s = BridgeSettings.from_env(env)
+    assert (s.ledger_table, s.segment_batching, s.acceptance_window_seconds) == expected
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"BRIDGE_SEGMENT_BATCHING": "yes"}, "true or false"),
+    ({"BRIDGE_ACCEPTANCE_WINDOW_SECONDS": "a day"}, "number of seconds"),
+    ({"BRIDGE_ACCEPTANCE_WINDOW_SECONDS": "0"}, "positive"),
+    ({"BRIDGE_ACCEPTANCE_WINDOW_SECONDS": "nan"}, "finite"),
+    ({"SECRETS_TTL_SECONDS": "inf"}, "finite"),
+])
+def test_bad_trust_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        BridgeSettings.from_env(env)
