@@ -21,6 +21,7 @@ from bridge_code import VERSION
 from bridge_code.envelope import MAX_MESSAGE_BYTES, compact_json, encode_envelope
 from bridge_code.logs import log, utc_isoformat
 from bridge_code.mapping import Skip, is_mapping, segment_skip, userflow_notification_to_segment
+from bridge_code.metrics import measured
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.signatures import (
@@ -385,4 +386,4 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
                 error=f"{type(error).__name__}: {error}")
             return response(500, {"error": "bridge misconfigured", "request_id": request_id},
                             request_id)
-    return _APP.handle(event, context)
+    return measured(_APP.runtime.stats, _APP.handle, event, context)
