@@ -100,6 +100,7 @@ class StackConfig:
     alarm_dead_letter_threshold: int
     alarm_delivery_errors_threshold: int
     alarm_api_5xx_rate_percent: float
+    alarm_queue_age_seconds: int
     alarm_period_seconds: int
     alarm_evaluation_periods: int
     allow_destroy: bool
@@ -355,6 +356,9 @@ def parse_config(
         alarm_delivery_errors_threshold=read.integer("alarmDeliveryErrorsThreshold", 1, 1,
                                                      100_000),
         alarm_api_5xx_rate_percent=read.number("alarmApi5xxRatePercent", 5.0, 0.1, 100.0),
+        # Three failed receives in a row at the default visibility timeout (6 x 60 s); at most
+        # a day, far below the work queue's retention, so it fires before anything expires.
+        alarm_queue_age_seconds=read.integer("alarmQueueAgeSeconds", 900, 60, 86_400),
         alarm_period_seconds=period,
         alarm_evaluation_periods=read.integer("alarmEvaluationPeriods", 1, 1, 100),
         # Safe by default: only production refuses destroy unless the stack file says so.
@@ -379,7 +383,7 @@ KNOWN_KEYS = (
     "maxReceiveCount", "logRetentionDays", "apiThrottleBurstLimit", "apiThrottleRateLimit",
     "secretRecoveryWindowDays", "secretsTtlSeconds", "alarmTopicArn",
     "alarmDeadLetterThreshold", "alarmDeliveryErrorsThreshold", "alarmApi5xxRatePercent",
-    "alarmPeriodSeconds", "alarmEvaluationPeriods", "allowDestroy",
+    "alarmPeriodSeconds", "alarmEvaluationPeriods", "allowDestroy", "alarmQueueAgeSeconds",
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.metrics import SETTINGS_VARIABLE
 from components.project import component_type
 
 INGEST_HANDLER = "bridge_code.ingest.handler"
@@ -65,6 +66,8 @@ class BridgeFunctionsArgs:
     delivery_batch_size: int
     delivery_batch_window_seconds: int
     log_retention_days: int
+    metrics_settings: str
+    """The metrics definition both functions emit (components.aws.metrics), as JSON."""
 
 
 def policy_document(statements: Sequence[PolicyDocument]) -> PolicyDocument:
@@ -154,6 +157,7 @@ def ingest_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[str]
         "SEGMENT_SHARED_SECRET_ARN": args.segment_shared_secret_arn,
         "USERFLOW_WEBHOOK_SECRET_ARN": args.userflow_webhook_secret_arn,
         "SECRETS_TTL_SECONDS": str(args.secrets_ttl_seconds),
+        SETTINGS_VARIABLE: args.metrics_settings,
     }
 
 
@@ -167,6 +171,7 @@ def delivery_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[st
         "USERFLOW_API_URL": args.userflow_api_url,
         "SEGMENT_TRACKING_URL": args.segment_tracking_url,
         "SECRETS_TTL_SECONDS": str(args.secrets_ttl_seconds),
+        SETTINGS_VARIABLE: args.metrics_settings,
     }
 
 
