@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
-from bridge_code import logs, metrics
+from bridge_code import delivery, ingest, logs, metrics
 from bridge_code.metrics import (
     MetricsSettingsError,
     MetricsSpec,
@@ -29,6 +30,7 @@ from bridge_code.metrics import (
 from bridge_code.stats import COUNTERS, DIRECTIONS, BridgeStats
 from components.aws.metrics import COUNTER_METRICS, BridgeMetricsDefinition
 from components.aws.metrics import DIRECTIONS as DEFINED_DIRECTIONS
+from tests.bridge.helpers import FakeUpstream, load_event, make_bridge, segment_request
 
 UNITS = {"Count", "Milliseconds"}
 NOW_MS = 1_764_547_200_000
@@ -256,3 +258,47 @@ def test_a_bad_definition_disables_metrics_once_and_keeps_answering(
     lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
     assert [(line["message"], line["level"]) for line in lines] == [("metrics disabled", "ERROR")]
     assert "_aws" not in lines[0]
+
+
+def test_the_lambda_entry_points_emit_through_their_one_call_site(
+    log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN both handlers as Lambda runs them, with the definition the stack writes
+    with mock_aws(), FakeUpstream() as upstream:
+        bridge = make_bridge(upstream.url)
+        s = bridge.runtime.settings
+        for name, value in {
+            "QUEUE_URL": s.queue_url, "DEAD_LETTER_QUEUE_URL": s.dead_letter_queue_url,
+            "SEGMENT_SHARED_SECRET_ARN": s.segment_shared_secret_arn,
+            "USERFLOW_API_KEY_ARN": s.userflow_api_key_arn, "USERFLOW_API_URL": upstream.url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "BRIDGE_METRICS": BridgeMetricsDefinition("staging").settings_json(),
+        }.items():
+            monkeypatch.setenv(name, str(value))
+        monkeypatch.setattr(ingest, "_APP", None)
+        monkeypatch.setattr(delivery, "_APP", None)
+        # WHEN Segment sends one event and delivery takes it from the queue
+        ingest.handler(segment_request(load_event("segment_identify.json")), None)
+        (message,) = bridge.sqs.receive_message(
+            QueueUrl=s.queue_url, AttributeNames=["All"], MessageAttributeNames=["All"],
+        )["Messages"]
+        delivery.handler({"Records": [lambda_record(message)]}, None)
+    # THEN one EMF line each: accepted by ingest, delivered with its latency by delivery
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    emitted = [line for line in lines if "_aws" in line]
+    assert [emf_problems(line) for line in emitted] == [[], []]
+    accepted, delivered = emitted
+    assert (accepted["Direction"], accepted["Accepted"]) == ("segment_to_userflow", 1)
+    assert (delivered["Direction"], delivered["Delivered"]) == ("segment_to_userflow", 1)
+    assert len(delivered["DeliveryLatency"]) == 1 and delivered["DeliveryLatency"][0] >= 0
+
+
+def lambda_record(message: dict[str, Any]) -> dict[str, Any]:
+    """An SQS message as the Lambda event source hands it to the function."""
+    return {
+        "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"], "attributes": message["Attributes"],
+        "messageAttributes": {
+            key: {"stringValue": value.get("StringValue"), "dataType": value["DataType"]}
+            for key, value in message.get("MessageAttributes", {}).items()},
+    }
