@@ -126,11 +126,14 @@ def reason_name(reason: str) -> str:
 
 def activity(spec: MetricsSpec, before: Snapshot, after: Snapshot,
              latencies_ms: Mapping[str, list[int]]) -> dict[str, Activity]:
-    """Per direction of the definition: counter and skip changes from `before` to `after`
-    (a counter the bridge does not keep yet counts 0), and the settled events' latencies."""
+    """Per direction of the definition that changed: counter and skip changes from `before`
+    to `after` (a counter the bridge does not keep yet counts 0), and the settled events'
+    latencies."""
     found: dict[str, Activity] = {}
     for direction in spec.directions:
         old, new = before.get(direction, {}), after.get(direction, {})
+        if old == new and not latencies_ms.get(direction):
+            continue  # the usual case for one of the two directions: nothing to compute
         counters = {counter: max(0, _count(new, counter) - _count(old, counter))
                     for counter in spec.counters}
         skipped: dict[str, int] = {}
