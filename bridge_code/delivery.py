@@ -39,6 +39,7 @@ from bridge_code.mapping import (
     segment_event_to_userflow,
     userflow_notification_to_segment,
 )
+from bridge_code.metrics import measured
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.stats import Direction
@@ -465,4 +466,4 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
                 {"itemIdentifier": str(r.get("messageId", ""))}
                 for r in (records if isinstance(records, list) else [])
                 if isinstance(r, Mapping)]}
-    return _APP.handle(event, context)
+    return measured(_APP.runtime.stats, _APP.handle, event, context)

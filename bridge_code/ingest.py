@@ -31,6 +31,7 @@ from bridge_code.mapping import (
     segment_skip,
     userflow_notification_to_segment,
 )
+from bridge_code.metrics import measured
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.signatures import (
@@ -528,4 +529,4 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
                 error=f"{type(error).__name__}: {error}")
             return response(500, {"error": "bridge misconfigured", "request_id": request_id},
                             request_id)
-    return _APP.handle(event, context)
+    return measured(_APP.runtime.stats, _APP.handle, event, context)

@@ -193,6 +193,7 @@ class StackConfig:
     alarm_dead_letter_threshold: int
     alarm_delivery_errors_threshold: int
     alarm_api_5xx_rate_percent: float
+    alarm_queue_age_seconds: int
     alarm_period_seconds: int
     alarm_evaluation_periods: int
     allow_destroy: bool
@@ -515,6 +516,9 @@ def parse_stack(
         alarm_dead_letter_threshold=read.integer("alarmDeadLetterThreshold", 1, 100_000),
         alarm_delivery_errors_threshold=read.integer("alarmDeliveryErrorsThreshold", 1, 100_000),
         alarm_api_5xx_rate_percent=read.number("alarmApi5xxRatePercent", 0.1, 100.0),
+        # Three failed receives in a row at the default visibility timeout (6 x 60 s); at most
+        # a day, far below the work queue's retention, so it fires before anything expires.
+        alarm_queue_age_seconds=read.integer("alarmQueueAgeSeconds", 60, 86_400),
         alarm_period_seconds=period,
         alarm_evaluation_periods=read.integer("alarmEvaluationPeriods", 1, 100),
         # Safe by default: every stack refuses destroy unless its stack file says

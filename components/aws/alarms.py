@@ -20,6 +20,7 @@ class BridgeAlarmsArgs:
 
     name_prefix: str
     """Prefix of every physical name (carries the environment)."""
+    queue_name: pulumi.Input[str]
     dead_letter_queue_name: pulumi.Input[str]
     delivery_function_name: pulumi.Input[str]
     api_id: pulumi.Input[str]
@@ -30,6 +31,8 @@ class BridgeAlarmsArgs:
     """Delivery invocation errors per period that raise the alarm."""
     api_5xx_rate_percent: float
     """Share of API requests answered 5xx (percent) that raises the alarm."""
+    queue_age_seconds: int
+    """Age of the oldest message in the work queue (seconds) that raises the alarm."""
     period_seconds: int
     evaluation_periods: int
     topic_arn: str | None
@@ -37,9 +40,10 @@ class BridgeAlarmsArgs:
 
 
 class BridgeAlarms(pulumi.ComponentResource):
-    """Dead-letter queue not empty, delivery errors, API 5xx rate."""
+    """Dead-letter queue not empty, delivery errors, API 5xx rate, delivery stalled."""
 
     alarm_names: pulumi.Output[list[str]]
+    alarm_arns: pulumi.Output[list[str]]
 
     def __init__(
         self, name: str, args: BridgeAlarmsArgs, opts: pulumi.ResourceOptions | None = None
@@ -47,7 +51,7 @@ class BridgeAlarms(pulumi.ComponentResource):
         super().__init__(component_type("BridgeAlarms"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         actions = [args.topic_arn] if args.topic_arn else []
-        # Shared by all three: no data (an idle bridge) is healthy, and the threshold is met
+        # Shared by all four: no data (an idle bridge) is healthy, and the threshold is met
         # by >= (a single dead-lettered event is worth a look).
         common: dict[str, Any] = {
             "alarm_actions": actions,
@@ -112,5 +116,24 @@ class BridgeAlarms(pulumi.ComponentResource):
             **common,
         )
 
-        self.alarm_names = pulumi.Output.all(dead_letter.name, delivery_errors.name, api_5xx.name)
-        self.register_outputs({"alarm_names": self.alarm_names})
+        # A stalled delivery is the failure users notice last: nothing errors, nothing is
+        # dead-lettered, events just stop arriving. The age of the oldest queued message
+        # says so whatever the cause (poller disabled, throttled, upstream slow, a bug).
+        queue_age = aws.cloudwatch.MetricAlarm(
+            f"{name}-queue-age",
+            name=f"{args.name_prefix}-delivery-stalled",
+            alarm_description="The oldest message in the work queue has waited too long "
+                              "(seconds): delivery is stalled or falling behind.",
+            namespace="AWS/SQS",
+            metric_name="ApproximateAgeOfOldestMessage",
+            dimensions={"QueueName": args.queue_name},
+            statistic="Maximum",
+            period=args.period_seconds,
+            threshold=args.queue_age_seconds,
+            **common,
+        )
+
+        alarms = (dead_letter, delivery_errors, api_5xx, queue_age)
+        self.alarm_names = pulumi.Output.all(*(alarm.name for alarm in alarms))
+        self.alarm_arns = pulumi.Output.all(*(alarm.arn for alarm in alarms))
+        self.register_outputs({"alarm_names": self.alarm_names, "alarm_arns": self.alarm_arns})

@@ -1,4 +1,5 @@
-"""The bridge on AWS as one component: secrets -> queue -> ledger -> functions -> API -> alarms.
+"""The bridge on AWS as one component: secrets -> queue -> ledger -> functions -> API -> alarms,
+and the dashboard that shows them.
 
 A component of components (the shape of pulumi/examples' aws-py-hub-and-spoke-network
 `spoke.py`): the parts are children of `AwsBridge`, wired to each other here so the
@@ -24,8 +25,10 @@ import pulumi
 
 from components.aws.alarms import BridgeAlarms, BridgeAlarmsArgs
 from components.aws.api import BridgeApi, BridgeApiArgs, route_urls
+from components.aws.dashboard import BridgeDashboard, BridgeDashboardArgs, DashboardSettings
 from components.aws.functions import BridgeFunctions, BridgeFunctionsArgs
 from components.aws.ledger import BridgeLedger, BridgeLedgerArgs
+from components.aws.metrics import BridgeMetricsDefinition
 from components.aws.packaging import BridgeArchive
 from components.aws.queue import BridgeQueue, BridgeQueueArgs
 from components.aws.secrets import BridgeSecrets, BridgeSecretsArgs, BridgeSecretValues
@@ -43,6 +46,10 @@ class AwsBridgeArgs:
     """The deterministic bridge zip, already written (components.aws.packaging)."""
     name_prefix: str
     """Prefix of every physical name (carries the environment)."""
+    environment: str
+    """The stack's environment: the value of the bridge metrics' environment dimension."""
+    region: str | None
+    """The stack's AWS region, where the dashboard's graphs read their metrics."""
     userflow_api_url: str
     """Where delivery writes to Userflow."""
     segment_tracking_url: str
@@ -83,6 +90,8 @@ class AwsBridgeArgs:
     """Delivery invocation errors per period that raise the alarm."""
     alarm_api_5xx_rate_percent: float
     """Share of API requests answered 5xx (percent) that raises the alarm."""
+    alarm_queue_age_seconds: int
+    """Age of the work queue's oldest message (seconds) that raises the alarm."""
     alarm_period_seconds: int
     """The alarms' metric period."""
     alarm_evaluation_periods: int
@@ -117,6 +126,7 @@ class AwsBridge(pulumi.ComponentResource):
     ) -> None:
         super().__init__(component_type("AwsBridge"), name, None, opts)
         part = pulumi.ResourceOptions(parent=self, aliases=[MOVED_FROM_ROOT])
+        self.metrics = BridgeMetricsDefinition(args.environment)
         self.secrets = BridgeSecrets(
             "secrets", BridgeSecretsArgs(args.name_prefix, args.secret_recovery_window_days), part
         )
@@ -146,6 +156,9 @@ class AwsBridge(pulumi.ComponentResource):
             part,
         )
         self.alarms = BridgeAlarms("alarms", self._alarms_args(args), part)
+        # Added after the parts moved under AwsBridge: no former root-level URN to claim.
+        self.dashboard = BridgeDashboard(
+            "dashboard", self._dashboard_args(args), pulumi.ResourceOptions(parent=self))
         self.bridge_url = self.api.bridge_url
         self.exports = {
             "userflowApiKeySecretArn": self.secrets.userflow_api_key_arn,
@@ -158,6 +171,7 @@ class AwsBridge(pulumi.ComponentResource):
             "ingestLogGroupName": self.functions.ingest_log_group_name,
             "deliveryLogGroupName": self.functions.delivery_log_group_name,
             "apiAccessLogGroupName": self.api.access_log_group_name,
+            "dashboardName": self.dashboard.dashboard_name,
             "bridgeZipSha256": pulumi.Output.from_input(args.archive.sha256),
         }
         self.register_outputs(
@@ -195,11 +209,13 @@ class AwsBridge(pulumi.ComponentResource):
             delivery_batch_size=args.delivery_batch_size,
             delivery_batch_window_seconds=args.delivery_batch_window_seconds,
             log_retention_days=args.log_retention_days,
+            metrics_settings=self.metrics.settings_json(),
         )
 
     def _alarms_args(self, args: AwsBridgeArgs) -> BridgeAlarmsArgs:
         return BridgeAlarmsArgs(
             name_prefix=args.name_prefix,
+            queue_name=self.queue.queue_name,
             dead_letter_queue_name=self.queue.dead_letter_queue_name,
             delivery_function_name=self.functions.delivery_function_name,
             api_id=self.api.api_id,
@@ -207,7 +223,25 @@ class AwsBridge(pulumi.ComponentResource):
             dead_letter_threshold=args.alarm_dead_letter_threshold,
             delivery_errors_threshold=args.alarm_delivery_errors_threshold,
             api_5xx_rate_percent=args.alarm_api_5xx_rate_percent,
+            queue_age_seconds=args.alarm_queue_age_seconds,
             period_seconds=args.alarm_period_seconds,
             evaluation_periods=args.alarm_evaluation_periods,
             topic_arn=args.alarm_topic_arn,
+        )
+
+    def _dashboard_args(self, args: AwsBridgeArgs) -> BridgeDashboardArgs:
+        if args.region is None:
+            raise ValueError("the AWS bridge's dashboard needs the stack's aws:region")
+        return BridgeDashboardArgs(
+            definition=self.metrics,
+            settings=DashboardSettings(args.alarm_period_seconds, args.alarm_queue_age_seconds),
+            region=args.region,
+            name_prefix=args.name_prefix,
+            queue_name=self.queue.queue_name,
+            dead_letter_queue_name=self.queue.dead_letter_queue_name,
+            ingest_function_name=self.functions.ingest_function_name,
+            delivery_function_name=self.functions.delivery_function_name,
+            api_id=self.api.api_id,
+            stage_name=self.api.stage_name,
+            alarm_arns=self.alarms.alarm_arns,
         )

@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.ledger import ACCEPTED_KIND, DELIVERED_KIND, ledger_statement
+from components.aws.metrics import SETTINGS_VARIABLE
 from components.project import component_type
 
 INGEST_HANDLER = "bridge_code.ingest.handler"
@@ -71,6 +72,8 @@ class BridgeFunctionsArgs:
     delivery_batch_size: int
     delivery_batch_window_seconds: int
     log_retention_days: int
+    metrics_settings: str
+    """The metrics definition both functions emit (components.aws.metrics), as JSON."""
 
 
 def policy_document(statements: Sequence[PolicyDocument]) -> PolicyDocument:
@@ -174,6 +177,7 @@ def ingest_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[str]
         # From the stack, never from a request: only a batching destination's arrays may be
         # signed on their first element.
         "BRIDGE_SEGMENT_BATCHING": env_flag(args.segment_batching),
+        SETTINGS_VARIABLE: args.metrics_settings,
     }
 
 
@@ -188,6 +192,7 @@ def delivery_environment(args: BridgeFunctionsArgs) -> dict[str, pulumi.Input[st
         "SEGMENT_TRACKING_URL": args.segment_tracking_url,
         "SECRETS_TTL_SECONDS": str(args.secrets_ttl_seconds),
         "BRIDGE_LEDGER_TABLE": args.ledger_table_name,
+        SETTINGS_VARIABLE: args.metrics_settings,
     }
 
 

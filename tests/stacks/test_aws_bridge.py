@@ -22,6 +22,7 @@ PARTS = {
     "api": "userflow-segment:index:BridgeApi",
     "alarms": "userflow-segment:index:BridgeAlarms",
 }
+# Resources added after the parts moved under AwsBridge: new in every stack, by design.
 
 
 def former_urns(run: Run) -> list[str]:
@@ -49,6 +50,9 @@ NEW_ON_UPGRADE = {
     "bridge": AWS_BRIDGE,
     "ledger": "userflow-segment:index:BridgeLedger",
     "ledger-table": "aws:dynamodb/table:Table",
+    "alarms-queue-age": "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "dashboard": "userflow-segment:index:BridgeDashboard",
+    "dashboard-board": "aws:cloudwatch/dashboard:Dashboard",
 }
 
 

@@ -53,6 +53,7 @@ NAMED_BY = {
     FUNCTION: "name",
     "aws:apigatewayv2/api:Api": "name",
     ALARM: "name",
+    "aws:cloudwatch/dashboard:Dashboard": "dashboardName",
     "aws:lambda/permission:Permission": "statementId",
     "aws:dynamodb/table:Table": "name",
 }
@@ -68,10 +69,11 @@ UNNAMED = {
 }
 
 INGEST_ENV = {"QUEUE_URL", "SEGMENT_SHARED_SECRET_ARN", "USERFLOW_WEBHOOK_SECRET_ARN",
-              "SECRETS_TTL_SECONDS", "BRIDGE_LEDGER_TABLE", "BRIDGE_SEGMENT_BATCHING"}
+              "SECRETS_TTL_SECONDS", "BRIDGE_LEDGER_TABLE", "BRIDGE_SEGMENT_BATCHING",
+              "BRIDGE_METRICS"}
 DELIVERY_ENV = {"QUEUE_URL", "DEAD_LETTER_QUEUE_URL", "USERFLOW_API_KEY_ARN",
                 "SEGMENT_WRITE_KEY_ARN", "USERFLOW_API_URL", "SEGMENT_TRACKING_URL",
-                "SECRETS_TTL_SECONDS", "BRIDGE_LEDGER_TABLE"}
+                "SECRETS_TTL_SECONDS", "BRIDGE_LEDGER_TABLE", "BRIDGE_METRICS"}
 
 
 def effective(run: Run) -> StackConfig:
