@@ -54,8 +54,9 @@ def test_the_providers_user_agent_carries_it() -> None:
     assert agent.startswith(f"userflow-segment-pulumi/{VERSION} ")
 
 
-def test_the_sandbox_cli_prints_it() -> None:
-    out = subprocess.run([sys.executable, "-m", "sandbox", "--version"], cwd=ROOT,
+@pytest.mark.parametrize("cli", ["sandbox", "ops"])
+def test_each_cli_prints_it(cli: str) -> None:
+    out = subprocess.run([sys.executable, "-m", cli, "--version"], cwd=ROOT,
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["userflow-segment", VERSION]
 

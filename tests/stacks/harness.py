@@ -202,8 +202,9 @@ def run_stack(stack: str, overrides: dict[str, str | None]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stack", required=True)
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--stack", required=True, help="the stack whose Pulumi.<stack>.yaml to use")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="where to write the recorded resources (JSON)")
     parser.add_argument("--overrides", default="{}", help="JSON object: key -> value or null")
     options = parser.parse_args(argv)
     try:
