@@ -220,10 +220,21 @@ class OutboundRequest:
     meta: JsonObject = field(default_factory=dict)
 
 
+def delivery_outcome(status: int | None, retryable: bool, last_attempt: bool) -> str:
+    """What one attempt meant: `success` (2xx), `retry` (another attempt follows), `discarded`
+    (a final refusal, not retried) or `expired` (retryable, but the attempts are used up)."""
+    if status is not None and 200 <= status < 300:
+        return "success"
+    if not retryable:
+        return "discarded"
+    return "expired" if last_attempt else "retry"
+
+
 class DeliveryWorkers:
     """Sends outbound webhooks on background threads, never on the request's thread.
 
-    Every attempt is recorded through `record` (status, attempt number, latency, error);
+    Every attempt is recorded through `record` (status, attempt number, latency, error, and its
+    `outcome`, see `delivery_outcome`);
     `pending` counts deliveries not yet finished so tests can wait for quiet.
     """
 
@@ -271,10 +282,25 @@ class DeliveryWorkers:
             for attempt in range(1, self.policy.max_attempts + 1):
                 if self._stopping.is_set():
                     return
-                status = self._attempt(outbound, attempt)
-                if status is not None and 200 <= status < 300:
-                    return
-                if not outbound.retryable(status) or attempt == self.policy.max_attempts:
+                status, error, latency_ms = self._attempt(outbound)
+                outcome = delivery_outcome(
+                    status, outbound.retryable(status), attempt == self.policy.max_attempts
+                )
+                self._record(
+                    {
+                        "delivery_id": outbound.delivery_id,
+                        "attempt": attempt,
+                        "url": outbound.url,
+                        "method": outbound.method,
+                        "status": status,
+                        "error": error,
+                        "outcome": outcome,
+                        "latency_ms": latency_ms,
+                        "at": utc_now_iso(),
+                        **outbound.meta,
+                    }
+                )
+                if outcome != "retry":
                     return
                 if self._stopping.wait(self.policy.backoff_s * 2 ** (attempt - 1)):
                     return
@@ -283,7 +309,8 @@ class DeliveryWorkers:
                 self._pending -= 1
                 self._idle.notify_all()
 
-    def _attempt(self, outbound: OutboundRequest, attempt: int) -> int | None:
+    def _attempt(self, outbound: OutboundRequest) -> tuple[int | None, str | None, float]:
+        """One try: (status or None, error or None, latency in ms)."""
         request = urllib.request.Request(  # noqa: S310 - URLs come from subscriptions the test made
             outbound.url, data=outbound.body, method=outbound.method, headers=outbound.headers
         )
@@ -298,20 +325,7 @@ class DeliveryWorkers:
             status = int(exc.code)
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        self._record(
-            {
-                "delivery_id": outbound.delivery_id,
-                "attempt": attempt,
-                "url": outbound.url,
-                "method": outbound.method,
-                "status": status,
-                "error": error,
-                "latency_ms": round((time.monotonic() - started) * 1000, 1),
-                "at": utc_now_iso(),
-                **outbound.meta,
-            }
-        )
-        return status
+        return status, error, round((time.monotonic() - started) * 1000, 1)
 
 
 class DeliveryOptions(TypedDict, total=False):

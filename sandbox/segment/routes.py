@@ -22,6 +22,8 @@ from sandbox.segment.handlers import (
     create_source,
     create_subscription,
     delete_handler,
+    delivery_metrics_handler,
+    event_volume_handler,
     get_handler,
     list_handler,
     remove_write_key,
@@ -64,6 +66,9 @@ def _build() -> Router[Operation]:
         "/catalog/destinations/{destinationMetadataId}",
         catalog_handler(DESTINATION_METADATA, "destination catalog entry", "destinationMetadata"),
     )
+    # What Segment reports about itself: how an operator sees drops the Tracking API hides.
+    serve("GET", "/events/volume", event_volume_handler)
+    serve("GET", "/destinations/{destinationId}/delivery-metrics", delivery_metrics_handler)
     return routes
 
 
