@@ -5,7 +5,6 @@ answer against the spec too (a violation is an emulator bug: 500, kept in `spec_
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 from sandbox.emulator import (
     JSON_TYPE,
     ApiError,
+    BadJson,
     HttpRequest,
     HttpResponse,
     NoRoute,
     Route,
+    clip,
     json_response,
+    parse_json,
 )
 from sandbox.segment.models import Caller, Operation, PublicCall, error_envelope, rate_limited
 from sandbox.segment.routes import ROUTES, spec_path
@@ -52,10 +54,10 @@ def _match(request: HttpRequest) -> tuple[Route[Operation], dict[str, str]]:
     except NoRoute as missing:
         if missing.path_known:
             raise ApiError(
-                error_envelope(405, "MethodNotAllowed", f"{request.method} {request.path}")
+                error_envelope(405, "MethodNotAllowed", f"{request.method} {clip(request.path)}")
             ) from None
         raise ApiError(
-            error_envelope(404, "NotFound", f"no such endpoint {request.path}")
+            error_envelope(404, "NotFound", f"no such endpoint {clip(request.path)}")
         ) from None
 
 
@@ -108,6 +110,7 @@ def _validated_body(
                     f"unsupported Content-Type {content_type!r}; expected one of {accepted}",
                 )
             )
+        body = _strict_json(request)
         violations = emu.spec.request_violations(_spec_request(emu, request, media))
         if violations:
             raise ApiError(
@@ -117,11 +120,18 @@ def _validated_body(
                     "request violates the Segment Public API spec: " + "; ".join(violations),
                 )
             )
+        return body, media
+    return _strict_json(request), media
+
+
+def _strict_json(request: HttpRequest) -> Any:
+    """The body, strictly parsed before the spec validator sees it: what the validator would
+    let through (a lone surrogate, NaN, 1e400) could be stored but never rendered again."""
     if not request.body:
-        return None, media
+        return None
     try:
-        return json.loads(request.body), media
-    except ValueError as exc:
+        return parse_json(request.body)
+    except BadJson as exc:
         raise ApiError(error_envelope(400, "BadRequest", f"invalid JSON: {exc}")) from exc
 
 
@@ -164,7 +174,7 @@ def _check_response(
         return response
     with emu.lock:
         emu.spec_violations.append(
-            {"method": request.method, "path": request.path, "violations": violations}
+            {"method": request.method, "path": clip(request.path), "violations": violations}
         )
     return json_response(
         500, {"error": "emulator response violates the spec", "violations": violations}
