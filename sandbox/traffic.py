@@ -531,12 +531,16 @@ def format_segment_count(count: SegmentCount | None) -> str:
 
 
 def render_table(reports: Sequence[DirectionReport]) -> str:
-    """A short table: one row per direction, then what each skip reason that occurred means."""
-    header = ("direction", "sent", "delivered", "Segment's count", "skipped", "dead-lettered",
-              "p50", "p99")
+    """A short table: one row per direction, then what Segment's count and each skip reason
+    that occurred mean. `delivered`: arrived in the target, as the emulators' state shows;
+    `bridge delivered`: what the bridge's stats say it delivered; `Segment's count`: what
+    Segment's Public API reports (see `SEGMENT_COUNT_MEANING`)."""
+    header = ("direction", "sent", "delivered", "bridge delivered", "Segment's count",
+              "skipped", "dead-lettered", "p50", "p99")
     rows = [header]
     for r in reports:
-        rows.append((r.name, str(r.sent), str(r.arrived), format_segment_count(r.segment),
+        rows.append((r.name, str(r.sent), str(r.arrived), str(r.bridge.get("delivered", "-")),
+                     format_segment_count(r.segment),
                      format_skipped(r.skipped), str(r.dead_lettered),
                      format_ms(percentile(r.latencies_ms, 50)),
                      format_ms(percentile(r.latencies_ms, 99))))
