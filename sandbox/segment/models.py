@@ -94,6 +94,7 @@ HandlerResult = tuple[int, Any]
 class Operation:
     run: Callable[[PublicCall], HandlerResult]
     in_spec: bool = True  # False: alpha endpoints outside the v36 spec, validated by hand
+    report: bool = False  # True: a report endpoint, with its own per-minute rate limit
 
 
 # -- rendering ------------------------------------------------------------------------------------

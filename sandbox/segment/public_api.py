@@ -35,7 +35,11 @@ def handle_public(emu: SegmentEmulator, request: HttpRequest) -> HttpResponse:
     media = request.content_type or JSON_TYPE
     try:
         caller = _authenticate(emu, request)
-        rate_headers = _rate_limit(emu, caller)
+        rate_headers = _rate_limit(emu, caller.token, emu.rate_limit_per_s, 1.0)
+        if route.handler.report:
+            # Segment's report endpoints have their own, lower limit (per the spec).
+            key = f"{caller.token} {route.template}"
+            rate_headers = _rate_limit(emu, key, emu.report_rate_limit_per_min, 60.0)
         body, media = _validated_body(emu, request, template)
         status, data = route.handler.run(PublicCall(emu, request, caller, params, body))
         response = json_response(
@@ -68,23 +72,24 @@ def _authenticate(emu: SegmentEmulator, request: HttpRequest) -> Caller:
     return Caller(token.strip(), emu.tokens[token.strip()])
 
 
-def _rate_limit(emu: SegmentEmulator, caller: Caller) -> dict[str, str]:
+def _rate_limit(emu: SegmentEmulator, key: str, limit: int, window_s: float) -> dict[str, str]:
+    """Count one call against `key`'s fixed window; 429 once `limit` calls are used."""
     now = time.time()
     with emu.lock:
-        started, used = emu.rate_windows.get(caller.token, (now, 0))
-        if now - started >= 1.0:
+        started, used = emu.rate_windows.get(key, (now, 0))
+        if now - started >= window_s:
             started, used = now, 0
         used += 1
-        emu.rate_windows[caller.token] = (started, used)
-    reset_ms = int((started + 1.0) * 1000)
-    if used > emu.rate_limit_per_s:
+        emu.rate_windows[key] = (started, used)
+    reset_ms = int((started + window_s) * 1000)
+    if used > limit:
         wait_ms = max(1, reset_ms - int(now * 1000))
         response = rate_limited(wait_ms)
         response.headers["Retry-After"] = str(max(1, math.ceil(wait_ms / 1000)))
         raise ApiError(response)
     return {
         "X-RateLimit-Consumed": "1",
-        "X-RateLimit-Remaining": str(emu.rate_limit_per_s - used),
+        "X-RateLimit-Remaining": str(limit - used),
         "X-RateLimit-Reset": str(reset_ms),
     }
 

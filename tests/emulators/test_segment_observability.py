@@ -199,3 +199,19 @@ def test_delivery_metrics_windows_follow_the_documented_limits() -> None:
 )
 def test_event_name_dimension(event: dict[str, Any], name: str) -> None:
     assert event_name(event) == name
+
+
+def test_report_endpoints_have_their_own_per_minute_rate_limit() -> None:
+    # GIVEN the spec's 60 requests per minute, lowered to 3 for the test
+    with SegmentEmulator(report_rate_limit_per_min=3) as segment:
+        params = {"granularity": "MINUTE", **_window()}
+        statuses = [call(segment.url, "GET", "/events/volume", params=params).status_code
+                    for _ in range(4)]
+        # THEN the fourth call in the minute is refused with the API's 429 ...
+        assert statuses == [200, 200, 200, 429]
+        refused = call(segment.url, "GET", "/events/volume", params=params)
+        assert refused.json()["errors"][0]["data"]["msBeforeNext"] > 0
+        # ... while other endpoints keep their own (per second) limit
+        assert call(segment.url, "GET", "/sources",
+                    params={"pagination[count]": "10"}).status_code == 200
+        assert segment.state()["spec_violations"] == []
