@@ -273,9 +273,13 @@ class Verifier:
     """Runs the checks against one target; every check is recorded, none short-circuits
     the cleanup of the smoke-test user."""
 
-    def __init__(self, target: Target, wait_s: float, out: Callable[[str], None]) -> None:
+    def __init__(self, target: Target, wait_s: float, out: Callable[[str], None],
+                 report_wait_s: float | None = None) -> None:
         self.target = target
         self.wait_s = wait_s
+        # How long Segment's count may take to show the forwarded event (its reports lag).
+        self.report_wait_s = report_wait_s if report_wait_s is not None else (
+            wait_s if target.hosting == "local" else max(wait_s, SEGMENT_REPORTING_WAIT_S))
         self.out = out
         self.results: list[CheckResult] = []
         suffix = random_tokens.token_hex(4)
@@ -471,8 +475,7 @@ class Verifier:
             counted[0] = reports.event_volume(source_id, since, until, name)
             return counted[0] > 0
 
-        wait_s = self.wait_s if self.target.hosting == "local" else max(
-            self.wait_s, SEGMENT_REPORTING_WAIT_S)
+        wait_s = self.report_wait_s
         try:
             if self._poll(probe, wait_s, REPORT_POLL_S):
                 return (f"Segment's event volume shows {counted[0]} {name!r} track(s) on the "
@@ -604,6 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override Segment's Public API URL (locally: the emulator's)")
     parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_S,
                         help="seconds to wait for each arrival")
+    parser.add_argument("--report-wait", type=float, default=None,
+                        help="seconds to wait for Segment's count of the forwarded event "
+                             f"(default: --wait locally, at least {SEGMENT_REPORTING_WAIT_S:.0f} "
+                             "on a deployed stack: Segment's reports lag about a minute)")
     return parser
 
 
@@ -617,6 +624,7 @@ def verify(
     wait_s: float = DEFAULT_WAIT_S,
     out: Callable[[str], None] = print,
     engine: StackReader | None = None,
+    report_wait_s: float | None = None,
 ) -> bool:
     overrides = {"bridgeUrl": bridge_url, "userflowApiUrl": userflow_api_url,
                  "segmentApiUrl": segment_url}
@@ -644,13 +652,13 @@ def verify(
         out(f"      look at: `pulumi stack ls`; is the stack {stack!r} deployed?")
         return False
     out(f"PASS  stack outputs and config: hosting={target.hosting}, bridge {target.bridge_url}")
-    return Verifier(target, wait_s, out).run()
+    return Verifier(target, wait_s, out, report_wait_s).run()
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     ok = verify(args.stack, state_dir=args.state_dir, bridge_url=args.bridge_url,
                 userflow_api_url=args.userflow_api_url, segment_url=args.segment_url,
-                wait_s=args.wait)
+                wait_s=args.wait, report_wait_s=args.report_wait)
     print("verify: all checks passed" if ok else "verify: FAILED", file=sys.stdout)
     return 0 if ok else 1
