@@ -584,8 +584,10 @@ class Verifier:
 
 
 _REPORT_HINT = (
-    "the stack's Segment token (`pulumi config get " + SEGMENT_TOKEN_KEY + " --stack {stack}`):"
-    " is it valid for this workspace and allowed to read event volume and delivery metrics?")
+    "a 401/403: the stack's Segment token (`pulumi config get " + SEGMENT_TOKEN_KEY
+    + " --stack {stack}`), is it valid for this workspace and allowed to read event volume and"
+    " delivery metrics? A 429: Segment's report endpoints allow 60 requests a minute, run"
+    " verify again in a minute")
 
 
 def _as_list(value: Any) -> list[Mapping[str, Any]]:
