@@ -11,13 +11,21 @@ Checks, in order (each prints PASS or FAIL, a FAIL says what to look at):
    locally the Userflow emulator's state is read; on AWS the bridge's queues are read instead
    (the work queue drains and the dead-letter queue holds nothing);
 6. a signed synthetic Userflow webhook is accepted by `/userflow`;
-7. it is forwarded to Segment: locally the bridge's `/__sandbox__/stats` and the Segment
-   emulator's events on the Userflow source; on AWS the queues as in 5 (Segment's Public API
-   does not expose received events);
-8. the smoke-test user is deleted (`DELETE /users/{id}`, then `GET` answers 404).
+7. the bridge forwarded it to Segment's Tracking API: locally its `/__sandbox__/stats`, on
+   AWS the queues as in 5;
+8. Segment counted it on the Userflow source: its Public API's `GET /events/volume` shows the
+   Title Case track since verify began (polled for a bounded time: Segment advises reading its
+   volume about a minute behind the clock). The Tracking API answers 200 to a write key no
+   source has and discards the events, so without this a wrong or rotated write key would go
+   unseen: it FAILs naming the write key to look at;
+9. Segment's deliveries to the bridge succeed: the Public API's delivery metrics of the
+   destination show no discarded or expired deliveries in the last `DELIVERY_LOOKBACK`;
+10. the smoke-test user is deleted (`DELETE /users/{id}`, then `GET` answers 404).
 
-Secrets for signing come from the stack: locally from its state (decrypted in memory by the
-engine), on AWS from Secrets Manager by the ARNs in the outputs. None is ever printed.
+Checks 8 and 9 read Segment's Public API with the stack's Segment token (config
+`segmentToken`), locally the Segment emulator's. Secrets for signing come from the stack:
+locally from its state (decrypted in memory by the engine), on AWS from Secrets Manager by the
+ARNs in the outputs. None is ever printed.
 Exit 0 only if every check passed.
 """
 
@@ -31,13 +39,17 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 
+from bridge_code.mapping import title_case
 from bridge_code.signatures import sign_segment, sign_userflow
+from components.segment_api import API_URL_KEY as SEGMENT_API_URL_KEY
+from components.segment_api import DEFAULT_API_URL as SEGMENT_DEFAULT_API_URL
+from components.segment_api import TOKEN_KEY as SEGMENT_TOKEN_KEY
 from components.userflow_api import API_KEY_KEY, API_URL_KEY, API_VERSION, DEFAULT_API_URL
 from ops.engine import (
     CONFIG_NAMESPACE,
@@ -48,12 +60,18 @@ from ops.engine import (
     SecretsUnavailable,
     resource_outputs,
 )
+from ops.segment_reports import SegmentReportError, SegmentReports
 
 HTTP_TIMEOUT_S = 10.0
 DEFAULT_WAIT_S = 30.0
 SMOKE_EVENT = "Userflow Bridge Smoke Test"
 SMOKE_EVENT_USERFLOW = "userflow_bridge_smoke_test"
 SMOKE_WEBHOOK_EVENT = "flow_completed"
+# Segment's reports lag behind its Tracking API (its spec: query the volume about a minute
+# behind the clock): how long verify waits for a deployed stack's count, at least.
+SEGMENT_REPORTING_WAIT_S = 150.0
+REPORT_POLL_S = 2.0  # the report endpoints allow 60 requests per minute
+DELIVERY_LOOKBACK = timedelta(minutes=15)
 SESSION_FILE = "sandbox-session-{stack}.json"
 
 # What verify says when the engine cannot decrypt the stack's secrets (detail, where to look):
@@ -104,6 +122,11 @@ class Target:
     userflow_webhook_secret: str = field(repr=False)
     userflow_source_id: str | None = None
     segment_url: str | None = None
+    segment_token: str | None = field(default=None, repr=False)
+    app_source_id: str | None = None
+    destination_id: str | None = None
+    # Where the write key the bridge sends to Segment comes from (named, never shown).
+    write_key_origin: str = "the bridge's Segment write key"
     queue_urls: dict[str, str] = field(default_factory=dict)
     region: str | None = None
 
@@ -168,6 +191,8 @@ def _local_target(engine: StackReader, stack: str, overrides: Mapping[str, str |
             "run `python -m sandbox demo --keep` in another terminal, or pass --bridge-url "
             "and --userflow-api-url",
         )
+    userflow_source_id = _first(outputs, "userflowSourceId") or userflow_source.get("source_id")
+    token = config.get(SEGMENT_TOKEN_KEY)
     return Target(
         stack=stack,
         hosting="local",
@@ -176,9 +201,17 @@ def _local_target(engine: StackReader, stack: str, overrides: Mapping[str, str |
         userflow_api_key=str(api_key),
         shared_secret=str(destinations[0]["shared_secret"]),
         userflow_webhook_secret=str(subscriptions[0]["secret"]),
-        userflow_source_id=(str(userflow_source["source_id"])
-                            if userflow_source.get("source_id") else None),
+        userflow_source_id=str(userflow_source_id) if userflow_source_id else None,
         segment_url=segment_url.rstrip("/") if segment_url else None,
+        segment_token=str(token) if token else None,
+        app_source_id=_optional(_first(outputs, "appSourceId")
+                                or destinations[0].get("source_id")),
+        destination_id=_optional(_first(outputs, "destinationId")
+                                 or destinations[0].get("destination_id")),
+        write_key_origin=(
+            "the local bridge's SEGMENT_WRITE_KEY: it must be the write key of the Userflow "
+            f"source userflow-{environment} (the `write_key` output of that segment:Source in "
+            f"the stack's state; `python -m sandbox demo` hands it over)"),
     )
 
 
@@ -204,6 +237,8 @@ def _aws_target(engine: StackReader, stack: str, overrides: Mapping[str, str | N
         return str(value).split(",")[0]
 
     api_key = config.get(API_KEY_KEY)
+    token = config.get(SEGMENT_TOKEN_KEY)
+    write_key_arn = _first(outputs, "segmentWriteKeySecretArn")
     return Target(
         stack=stack,
         hosting="aws",
@@ -216,16 +251,35 @@ def _aws_target(engine: StackReader, stack: str, overrides: Mapping[str, str | N
         queue_urls={k: str(outputs[k]) for k in ("queueUrl", "deadLetterQueueUrl")
                     if outputs.get(k)},
         region=str(region) if region else None,
+        userflow_source_id=_optional(_first(outputs, "userflowSourceId")),
+        segment_url=str(overrides.get("segmentApiUrl") or config.get(SEGMENT_API_URL_KEY)
+                        or SEGMENT_DEFAULT_API_URL).rstrip("/"),
+        segment_token=str(token) if token else None,
+        app_source_id=_optional(_first(outputs, "appSourceId")),
+        destination_id=_optional(_first(outputs, "destinationId")),
+        write_key_origin=(
+            f"the Segment write key secret the bridge reads (output segmentWriteKeySecretArn: "
+            f"{write_key_arn or 'not exported'}): it must be a write key of the Userflow source "
+            f"{_first(outputs, 'userflowSourceSlug') or ''} (rotated? `pulumi up --stack "
+            f"{stack}` writes the current one)"),
     )
+
+
+def _optional(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 class Verifier:
     """Runs the checks against one target; every check is recorded, none short-circuits
     the cleanup of the smoke-test user."""
 
-    def __init__(self, target: Target, wait_s: float, out: Callable[[str], None]) -> None:
+    def __init__(self, target: Target, wait_s: float, out: Callable[[str], None],
+                 report_wait_s: float | None = None) -> None:
         self.target = target
         self.wait_s = wait_s
+        # How long Segment's count may take to show the forwarded event (its reports lag).
+        self.report_wait_s = report_wait_s if report_wait_s is not None else (
+            wait_s if target.hosting == "local" else max(wait_s, SEGMENT_REPORTING_WAIT_S))
         self.out = out
         self.results: list[CheckResult] = []
         suffix = random_tokens.token_hex(4)
@@ -235,6 +289,7 @@ class Verifier:
         self.http = requests.Session()
         self.before: dict[str, Any] = {}
         self.dead_letters_before = 0
+        self.started = datetime.now(UTC)
 
     # -- plumbing ------------------------------------------------------------------------
     def check(self, name: str, step: Callable[[], str]) -> bool:
@@ -261,14 +316,24 @@ class Verifier:
                      "Userflow-Version": API_VERSION},
         )
 
-    def _poll(self, probe: Callable[[], bool]) -> bool:
-        deadline = time.monotonic() + self.wait_s
+    def _poll(self, probe: Callable[[], bool], wait_s: float | None = None,
+              interval_s: float = 0.25) -> bool:
+        deadline = time.monotonic() + (self.wait_s if wait_s is None else wait_s)
         while True:
             if probe():
                 return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.25)
+            time.sleep(interval_s)
+
+    def _segment_reports(self) -> SegmentReports:
+        target = self.target
+        if not target.segment_url or not target.segment_token:
+            raise CheckFailed(
+                "the stack has no Segment Public API URL or token to read Segment's reports",
+                f"`pulumi config get {SEGMENT_TOKEN_KEY} --stack {target.stack}` (and "
+                f"{SEGMENT_API_URL_KEY}); locally, pass --segment-url")
+        return SegmentReports(target.segment_url, target.segment_token, self.http)
 
     def _bridge_stats(self) -> dict[str, Any]:
         reply = self.http.get(self.target.bridge_url + "/__sandbox__/stats",
@@ -382,23 +447,74 @@ class Verifier:
         def probe() -> bool:
             stats = self._bridge_stats()
             delivered = int((stats.get("userflow_to_segment") or {}).get("delivered", 0))
-            if delivered <= before:
-                return False
-            if self.target.segment_url is None or self.target.userflow_source_id is None:
-                return True
-            reply = self.http.get(self.target.segment_url + "/__sandbox__/state",
-                                  timeout=HTTP_TIMEOUT_S)
-            events = (reply.json().get("events") or {}).get(self.target.userflow_source_id, [])
-            return any(e.get("messageId") == message_id for e in events)
+            return delivered > before
 
         if not self._poll(probe):
             raise CheckFailed(
                 "the bridge did not deliver the webhook to Segment's Tracking API in time",
                 "the bridge's /__sandbox__/stats (userflow_to_segment: dead_lettered, "
-                "retried) and its stderr; a 401 from Segment means a wrong write key")
-        where = "bridge stats" + (" and the Segment emulator's Userflow source"
-                                  if self.target.segment_url else "")
-        return f"forwarded as Title Case track (checked: {where})"
+                "retried) and its stderr")
+        return (f"{message_id[:27]}… delivered to Segment's Tracking API, says the bridge "
+                "(whether Segment kept it: next check)")
+
+    def segment_counted(self) -> str:
+        """Segment's own count of the forwarded track on the Userflow source: the Tracking API
+        answers 200 even to an unknown write key, so only this shows a silent drop."""
+        reports = self._segment_reports()
+        source_id = self.target.userflow_source_id
+        if not source_id:
+            raise CheckFailed("the stack exports no userflowSourceId",
+                              f"`pulumi stack output --stack {self.target.stack}`")
+        name = title_case(SMOKE_WEBHOOK_EVENT)
+        since = self.started.replace(second=0, microsecond=0)
+        counted = [0]
+
+        def probe() -> bool:
+            # endTime is exclusive: a minute ahead takes in what arrived this minute.
+            until = datetime.now(UTC) + timedelta(minutes=1)
+            counted[0] = reports.event_volume(source_id, since, until, name)
+            return counted[0] > 0
+
+        wait_s = self.report_wait_s
+        try:
+            if self._poll(probe, wait_s, REPORT_POLL_S):
+                return (f"Segment's event volume shows {counted[0]} {name!r} track(s) on the "
+                        f"Userflow source {source_id} since {since:%H:%M}Z")
+        except SegmentReportError as exc:
+            raise CheckFailed(str(exc), _REPORT_HINT.format(stack=self.target.stack)) from exc
+        raise CheckFailed(
+            f"Segment counts 0 {name!r} tracks on the Userflow source {source_id} since "
+            f"{since:%H:%M}Z (waited {wait_s:.0f} s), although the bridge delivered one: "
+            "Segment's Tracking API answers 200 to a write key no source has and discards "
+            "the events (a wrong or rotated write key)",
+            self.target.write_key_origin)
+
+    def segment_deliveries(self) -> str:
+        """Segment's delivery metrics of the destination: did it give up on any delivery to
+        the bridge lately (discarded: e.g. a 401 for a wrong shared secret; expired)?"""
+        reports = self._segment_reports()
+        destination_id, source_id = self.target.destination_id, self.target.app_source_id
+        if not destination_id or not source_id:
+            raise CheckFailed("the stack exports no destinationId/appSourceId",
+                              f"`pulumi stack output --stack {self.target.stack}`")
+        minutes = int(DELIVERY_LOOKBACK.total_seconds() // 60)
+        try:
+            summary = reports.deliveries(destination_id, source_id,
+                                         self.started - DELIVERY_LOOKBACK,
+                                         datetime.now(UTC) + timedelta(minutes=1))
+        except SegmentReportError as exc:
+            raise CheckFailed(str(exc), _REPORT_HINT.format(stack=self.target.stack)) from exc
+        if summary.failures:
+            raise CheckFailed(
+                f"Segment gave up on {summary.failures} of "
+                f"{summary.failures + summary.successes} deliveries to the bridge in the last "
+                f"{minutes} min ({summary.failure_rate:.0%}; {summary.retried} retried)",
+                "the bridge's logs at those times: 401 = the destination's shared secret "
+                "differs from the bridge's (redeploy), 5xx/timeouts = the bridge was down or "
+                "slow; Segment's Event Delivery view of the destination")
+        return (f"{summary.successes} delivered, 0 discarded or expired in the last {minutes} "
+                f"min ({summary.retried} retried; Segment's delivery metrics of "
+                f"{destination_id})")
 
     def delete_user(self) -> str:
         reply = self._userflow("DELETE", f"/users/{self.user_id}")
@@ -457,10 +573,21 @@ class Verifier:
         if self.check("Segment → bridge (/segment) accepted", self.send_segment):
             self.check("user arrived in Userflow (REST API)", self.user_arrived)
             self.check("event arrived in Userflow", self.event_arrived)
-        if self.check("Userflow webhook → bridge (/userflow) accepted", self.send_userflow):
-            self.check("webhook forwarded to Segment", self.forwarded)
+        if (self.check("Userflow webhook → bridge (/userflow) accepted", self.send_userflow)
+                and self.check("webhook forwarded to Segment", self.forwarded)):
+            self.check("Segment counted it on the Userflow source (Public API)",
+                       self.segment_counted)
+        self.check("Segment's deliveries to the bridge succeed (Public API)",
+                   self.segment_deliveries)
         self.check("smoke-test user deleted", self.delete_user)
         return all(r.passed for r in self.results)
+
+
+_REPORT_HINT = (
+    "a 401/403: the stack's Segment token (`pulumi config get " + SEGMENT_TOKEN_KEY
+    + " --stack {stack}`), is it valid for this workspace and allowed to read event volume and"
+    " delivery metrics? A 429: Segment's report endpoints allow 60 requests a minute, run"
+    " verify again in a minute")
 
 
 def _as_list(value: Any) -> list[Mapping[str, Any]]:
@@ -479,9 +606,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bridge-url", default=None, help="override the bridge's URL")
     parser.add_argument("--userflow-api-url", default=None, help="override Userflow's URL")
     parser.add_argument("--segment-url", default=None,
-                        help="local only: the Segment emulator, to see forwarded events")
+                        help="override Segment's Public API URL (locally: the emulator's)")
     parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_S,
                         help="seconds to wait for each arrival")
+    parser.add_argument("--report-wait", type=float, default=None,
+                        help="seconds to wait for Segment's count of the forwarded event "
+                             f"(default: --wait locally, at least {SEGMENT_REPORTING_WAIT_S:.0f} "
+                             "on a deployed stack: Segment's reports lag about a minute)")
     return parser
 
 
@@ -495,6 +626,7 @@ def verify(
     wait_s: float = DEFAULT_WAIT_S,
     out: Callable[[str], None] = print,
     engine: StackReader | None = None,
+    report_wait_s: float | None = None,
 ) -> bool:
     overrides = {"bridgeUrl": bridge_url, "userflowApiUrl": userflow_api_url,
                  "segmentApiUrl": segment_url}
@@ -522,13 +654,13 @@ def verify(
         out(f"      look at: `pulumi stack ls`; is the stack {stack!r} deployed?")
         return False
     out(f"PASS  stack outputs and config: hosting={target.hosting}, bridge {target.bridge_url}")
-    return Verifier(target, wait_s, out).run()
+    return Verifier(target, wait_s, out, report_wait_s).run()
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     ok = verify(args.stack, state_dir=args.state_dir, bridge_url=args.bridge_url,
                 userflow_api_url=args.userflow_api_url, segment_url=args.segment_url,
-                wait_s=args.wait)
+                wait_s=args.wait, report_wait_s=args.report_wait)
     print("verify: all checks passed" if ok else "verify: FAILED", file=sys.stdout)
     return 0 if ok else 1

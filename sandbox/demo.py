@@ -12,12 +12,15 @@
    named like a Userflow built-in that comes back by webhook and must be dropped (echo);
 ⑤ simulated Userflow activity (flows, checklist tasks) fires webhooks;
 ⑥ wait (bounded) until everything arrived or was skipped, print one table row per direction
-   (skips with their reasons, from the bridge's /__sandbox__/stats);
+   (skips with their reasons, from the bridge's /__sandbox__/stats), with Segment's own count
+   beside the bridge's, read through Segment's Public API: its delivery metrics (events
+   delivered to the bridge) and its event volume on the Userflow source;
 ⑦ `pulumi destroy`, check the emulators hold no sources, destinations or subscriptions.
 
 Exit 0 only if every event arrived exactly once, the bridge skipped exactly the events sent
-to be skipped (for the designed reasons) and none of them arrived anywhere, nothing echoed, and
-destroy left nothing.
+to be skipped (for the designed reasons) and none of them arrived anywhere, nothing echoed,
+Segment's own counts agree with the bridge's (a disagreement is a silent drop, e.g. a wrong
+write key, which Segment's Tracking API answers with 200), and destroy left nothing.
 `--keep` stops before ⑦, prints the URLs and waits for Ctrl-C (then destroys and stops).
 """
 
@@ -30,13 +33,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from components.segment_api import TOKEN_KEY as SEGMENT_TOKEN_KEY
 from components.userflow_api import API_KEY_KEY
 from ops.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
+from ops.segment_reports import SegmentReportError, SegmentReports
 from ops.verify import session_path
 from sandbox.services import ServiceError, ServiceGroup, free_port
 from sandbox.traffic import (
@@ -47,6 +53,8 @@ from sandbox.traffic import (
     DirectionReport,
     account_segment_to_userflow,
     account_userflow_to_segment,
+    check_segment_deliveries,
+    check_segment_volume,
     plan_traffic,
     render_table,
     send_segment_calls,
@@ -78,6 +86,8 @@ class StackSecrets:
     shared_secret: str
     userflow_webhook_secret: str
     userflow_api_key: str
+    destination_id: str
+    segment_token: str  # reads Segment's own counts (Public API)
 
     def __repr__(self) -> str:  # a stray print or traceback must not show a secret
         return f"StackSecrets(app={self.app_source_id}, userflow={self.userflow_source_id})"
@@ -111,6 +121,9 @@ def read_stack_secrets(
     api_key = config.get(API_KEY_KEY)
     if not isinstance(api_key, str):
         raise DemoError(f"the stack config has no {API_KEY_KEY}")
+    token = config.get(SEGMENT_TOKEN_KEY)
+    if not isinstance(token, str):
+        raise DemoError(f"the stack config has no {SEGMENT_TOKEN_KEY}")
     return StackSecrets(
         app_source_id=str(app["source_id"]),
         app_write_key=str(app["write_key"]),
@@ -119,6 +132,8 @@ def read_stack_secrets(
         shared_secret=str(destinations[0]["shared_secret"]),
         userflow_webhook_secret=str(subscriptions[0]["secret"]),
         userflow_api_key=api_key,
+        destination_id=str(destinations[0]["destination_id"]),
+        segment_token=token,
     )
 
 
@@ -209,7 +224,10 @@ def run_demo(
     state_dir: Path = DEFAULT_STATE_DIR,
     wait_s: float = DEFAULT_WAIT_S,
     out: Printer = print,
+    bridge_env: Mapping[str, str] | None = None,
 ) -> DemoOutcome:
+    """The demo (module docstring). `bridge_env` adds to or replaces the local bridge's
+    environment: how a test gives it, say, a wrong SEGMENT_WRITE_KEY."""
     outcome = DemoOutcome()
     engine = Engine(state_dir=state_dir, on_line=lambda line: out(f"    │ {line}"))
     plan = plan_traffic(users, seed)
@@ -243,6 +261,7 @@ def run_demo(
                     "SEGMENT_WRITE_KEY": secrets.userflow_write_key,
                     "SEGMENT_SHARED_SECRET": secrets.shared_secret,
                     "USERFLOW_WEBHOOK_SECRET": secrets.userflow_webhook_secret,
+                    **(bridge_env or {}),
                 })
                 session = session_path(state_dir, STACK)
                 session.write_text(json.dumps({
@@ -320,6 +339,7 @@ def _drive(
     wait_s: float,
     out: Printer,
 ) -> list[DirectionReport]:
+    started = datetime.now(UTC)
     calls = len(plan.calls)
     anonymous = plan.skips_segment_to_userflow.get(SKIP_NO_USER_ID, 0)
     out(f"④ Segment → Userflow: {calls} calls ({plan.count('identify')} identify, "
@@ -362,12 +382,30 @@ def _drive(
         seen = Observed.take(segment_url, userflow_url, bridge_url)
     time.sleep(SETTLE_S)
     seen = Observed.take(segment_url, userflow_url, bridge_url)
-    return [
-        account_segment_to_userflow(plan, sent_at, seen.userflow, seen.userflow_requests,
-                                    seen.bridge),
-        account_userflow_to_segment(plan, seen.segment, secrets.userflow_source_id,
-                                    secrets.app_source_id, seen.bridge),
-    ]
+    s2u = account_segment_to_userflow(plan, sent_at, seen.userflow, seen.userflow_requests,
+                                      seen.bridge)
+    u2s = account_userflow_to_segment(plan, seen.segment, secrets.userflow_source_id,
+                                      secrets.app_source_id, seen.bridge)
+    _add_segment_counts(plan, secrets, segment_url, started, s2u, u2s)
+    return [s2u, u2s]
+
+
+def _add_segment_counts(
+    plan: DemoPlan,
+    secrets: StackSecrets,
+    segment_url: str,
+    started: datetime,
+    s2u: DirectionReport,
+    u2s: DirectionReport,
+) -> None:
+    """Segment's own counts beside the bridge's, from its Public API, over the demo's window
+    (whole minutes: the reports' granularity; endTime is exclusive, hence a minute ahead)."""
+    reports = SegmentReports(segment_url, secrets.segment_token)
+    since = started.replace(second=0, microsecond=0)
+    until = datetime.now(UTC) + timedelta(minutes=1)
+    deliveries = reports.deliveries(secrets.destination_id, secrets.app_source_id, since, until)
+    check_segment_deliveries(s2u, deliveries.successes, deliveries.failures, len(plan.calls))
+    check_segment_volume(u2s, reports.event_volume(secrets.userflow_source_id, since, until))
 
 
 def _hold(urls: Mapping[str, str], state_dir: Path, out: Printer) -> None:
@@ -420,7 +458,8 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("demo interrupted; the emulators and the bridge are stopped", file=sys.stderr)
         return 130
-    except (EngineError, ServiceError, DemoError, requests.RequestException) as exc:
+    except (EngineError, ServiceError, DemoError, SegmentReportError,
+            requests.RequestException) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     print("")

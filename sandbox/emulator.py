@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import argparse
 import json
+import math
 import random
 import re
 import string
@@ -31,6 +32,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 SANDBOX_PREFIX = "/__sandbox__/"
 JSON_TYPE = "application/json"
+# Input bounds: whatever a client sends, an emulator answers 4xx, never 5xx, in bounded time and
+# memory (tests trust the emulators, so they are held to the bridge's standard).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+MAX_NUMBER_DIGITS = 308  # beyond a double's range: JSON.parse would make it Infinity
+MAX_ECHO_CHARS = 200  # how much of a client's path or value an answer or the log repeats
 
 JsonObject = dict[str, Any]
 Handler = TypeVar("Handler")
@@ -44,6 +51,77 @@ def utc_now_iso() -> str:
 def compact_json(value: Any) -> bytes:
     """`JSON.stringify` bytes: no spaces, non-ASCII kept, key order kept (the signing form)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters (marked with …), for echoing client input."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class BadJson(ValueError):
+    """A body that is not JSON as the vendors' APIs accept it (the message says why)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadJson(f"{name} is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise BadJson(f"number {clip(literal, 20)} is out of range")
+    return value
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise BadJson(f"number {clip(literal, 20)} is out of range")
+    return int(literal)
+
+
+def _check_tree(value: Any) -> None:
+    """Nesting depth and strings: a lone surrogate (`"\\ud800"`) cannot be stored or sent
+    as UTF-8, so it is refused here rather than failing later on the way out."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise BadJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, child in items:
+                if isinstance(key, str):
+                    todo.append((key, depth))
+                todo.append((child, depth + 1))
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadJson("a string holds a lone surrogate (not valid Unicode)") from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, strictly: UTF-8, no NaN/Infinity, no number beyond a double's
+    range (`1e400`), no lone surrogate, at most `MAX_JSON_DEPTH` levels. Raises `BadJson`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadJson("the body is not UTF-8") from None
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except RecursionError:
+        raise BadJson(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except BadJson:
+        raise
+    except ValueError as exc:
+        raise BadJson(f"invalid JSON: {clip(str(exc))}") from None
+    _check_tree(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -220,10 +298,21 @@ class OutboundRequest:
     meta: JsonObject = field(default_factory=dict)
 
 
+def delivery_outcome(status: int | None, retryable: bool, last_attempt: bool) -> str:
+    """What one attempt meant: `success` (2xx), `retry` (another attempt follows), `discarded`
+    (a final refusal, not retried) or `expired` (retryable, but the attempts are used up)."""
+    if status is not None and 200 <= status < 300:
+        return "success"
+    if not retryable:
+        return "discarded"
+    return "expired" if last_attempt else "retry"
+
+
 class DeliveryWorkers:
     """Sends outbound webhooks on background threads, never on the request's thread.
 
-    Every attempt is recorded through `record` (status, attempt number, latency, error);
+    Every attempt is recorded through `record` (status, attempt number, latency, error, and its
+    `outcome`, see `delivery_outcome`);
     `pending` counts deliveries not yet finished so tests can wait for quiet.
     """
 
@@ -271,10 +360,25 @@ class DeliveryWorkers:
             for attempt in range(1, self.policy.max_attempts + 1):
                 if self._stopping.is_set():
                     return
-                status = self._attempt(outbound, attempt)
-                if status is not None and 200 <= status < 300:
-                    return
-                if not outbound.retryable(status) or attempt == self.policy.max_attempts:
+                status, error, latency_ms = self._attempt(outbound)
+                outcome = delivery_outcome(
+                    status, outbound.retryable(status), attempt == self.policy.max_attempts
+                )
+                self._record(
+                    {
+                        "delivery_id": outbound.delivery_id,
+                        "attempt": attempt,
+                        "url": outbound.url,
+                        "method": outbound.method,
+                        "status": status,
+                        "error": error,
+                        "outcome": outcome,
+                        "latency_ms": latency_ms,
+                        "at": utc_now_iso(),
+                        **outbound.meta,
+                    }
+                )
+                if outcome != "retry":
                     return
                 if self._stopping.wait(self.policy.backoff_s * 2 ** (attempt - 1)):
                     return
@@ -283,7 +387,8 @@ class DeliveryWorkers:
                 self._pending -= 1
                 self._idle.notify_all()
 
-    def _attempt(self, outbound: OutboundRequest, attempt: int) -> int | None:
+    def _attempt(self, outbound: OutboundRequest) -> tuple[int | None, str | None, float]:
+        """One try: (status or None, error or None, latency in ms)."""
         request = urllib.request.Request(  # noqa: S310 - URLs come from subscriptions the test made
             outbound.url, data=outbound.body, method=outbound.method, headers=outbound.headers
         )
@@ -298,20 +403,7 @@ class DeliveryWorkers:
             status = int(exc.code)
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        self._record(
-            {
-                "delivery_id": outbound.delivery_id,
-                "attempt": attempt,
-                "url": outbound.url,
-                "method": outbound.method,
-                "status": status,
-                "error": error,
-                "latency_ms": round((time.monotonic() - started) * 1000, 1),
-                "at": utc_now_iso(),
-                **outbound.meta,
-            }
-        )
-        return status
+        return status, error, round((time.monotonic() - started) * 1000, 1)
 
 
 class DeliveryOptions(TypedDict, total=False):
@@ -514,8 +606,8 @@ class Emulator(abc.ABC):
                     "seq": len(self._requests) + 1,
                     "kind": self.request_kind(request),
                     "method": request.method,
-                    "path": request.path,
-                    "query": [list(pair) for pair in request.query],
+                    "path": clip(request.path),
+                    "query": [[clip(k), clip(v)] for k, v in request.query],
                     "status": response.status,
                     "at": utc_now_iso(),
                 }
@@ -530,7 +622,7 @@ class Emulator(abc.ABC):
             return json_response(200, {"requests": self.request_log(request.query_value("kind"))})
         if request.method == "POST" and route == "faults":
             try:
-                data = json.loads(request.body or b"{}")
+                data = parse_json(request.body or b"{}")
                 faults = data if isinstance(data, list) else [data]
                 parsed = [Fault.from_json(item) for item in faults]
             except (ValueError, TypeError, AttributeError) as exc:
@@ -544,7 +636,9 @@ class Emulator(abc.ABC):
         extra = self.handle_sandbox_extra(request, route)
         if extra is not None:
             return extra
-        return json_response(404, {"error": f"no sandbox route {request.method} {request.path}"})
+        return json_response(
+            404, {"error": f"no sandbox route {request.method} {clip(request.path)}"}
+        )
 
 
 def _make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
@@ -556,6 +650,12 @@ def _make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
         sys_version = ""
 
         def _serve(self) -> None:
+            framing = _framing_error(self.headers)
+            if framing is not None:
+                # The rest of the stream cannot be trusted: answer and close the connection.
+                self.close_connection = True
+                self._send(json_response(framing[0], {"error": framing[1]}))
+                return
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length > 0 else b""
@@ -570,8 +670,11 @@ def _make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 response = emulator.dispatch(request)
             except Exception as exc:  # an emulator bug: answer loudly instead of hanging
                 response = json_response(
-                    500, {"error": f"emulator bug: {type(exc).__name__}: {exc}"}
+                    500, {"error": f"emulator bug: {type(exc).__name__}: {clip(str(exc))}"}
                 )
+            self._send(response)
+
+        def _send(self, response: HttpResponse) -> None:
             try:
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.content_type)
@@ -591,3 +694,19 @@ def _make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             """Quiet: the request log lives in `/__sandbox__/requests`, not on stderr."""
 
     return Handler
+
+
+def _framing_error(headers: Message) -> tuple[int, str] | None:
+    """(status, reason) when the request's body framing cannot be honoured, else None: a
+    Content-Length that is not one non-negative integer, a body over `MAX_BODY_BYTES`, or a
+    chunked body (which neither emulated API needs)."""
+    if headers.get("Transfer-Encoding"):
+        return 411, "Transfer-Encoding is not supported: send a Content-Length"
+    lengths = headers.get_all("Content-Length") or []
+    if not lengths:
+        return None
+    if len(set(lengths)) > 1 or not re.fullmatch(r"[0-9]{1,18}", lengths[0].strip()):
+        return 400, f"bad Content-Length {clip(', '.join(lengths), 40)!r}"
+    if int(lengths[0]) > MAX_BODY_BYTES:
+        return 413, f"the body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MB"
+    return None

@@ -235,6 +235,22 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
+@dataclass(frozen=True)
+class SegmentCount:
+    """What Segment itself reports for a direction (its Public API), shown beside the bridge's
+    numbers: a silent drop shows only here."""
+
+    counted: int
+    failed: int = 0
+
+
+# What the "Segment's count" column holds per direction, printed under the table.
+SEGMENT_COUNT_MEANING = {
+    "Segment → Userflow": "events Segment delivered to the bridge (its delivery metrics)",
+    "Userflow → Segment": "events Segment counted on the Userflow source (its event volume)",
+}
+
+
 @dataclass
 class DirectionReport:
     """What one direction did, and every way it fell short of exactly once.
@@ -250,6 +266,7 @@ class DirectionReport:
     problems: list[str] = field(default_factory=list)
     bridge: Mapping[str, Any] = field(default_factory=dict)
     expected_skipped: Mapping[str, int] = field(default_factory=dict)
+    segment: SegmentCount | None = None
 
     @property
     def ok(self) -> bool:
@@ -466,6 +483,35 @@ def account_userflow_to_segment(
     return report
 
 
+def check_segment_deliveries(
+    report: DirectionReport, successes: int, failures: int, expected: int
+) -> None:
+    """Segment's own delivery metrics agree with what the app sent: every event delivered to
+    the bridge, none discarded or expired."""
+    report.segment = SegmentCount(successes, failures)
+    if failures:
+        report.problems.append(
+            f"Segment gave up on {failures} deliveries to the bridge (its delivery metrics: "
+            "discarded or expired)")
+    if successes != expected:
+        report.problems.append(
+            f"Segment reports {successes} events delivered to the bridge; the app sent "
+            f"{expected} that its trigger covers")
+
+
+def check_segment_volume(report: DirectionReport, counted: int) -> None:
+    """Segment's own count on the Userflow source agrees with what the bridge delivered to its
+    Tracking API. The Tracking API answers 200 to a write key no source has and discards the
+    events, so a disagreement is a silent drop the bridge cannot see."""
+    report.segment = SegmentCount(counted)
+    delivered = int(report.bridge.get("delivered", 0))
+    if counted != delivered:
+        report.problems.append(
+            f"silent drop: the bridge delivered {delivered} events to Segment's Tracking API, "
+            f"Segment counted {counted} on the Userflow source (it answers 200 to a write key "
+            "no source has and discards the events: look at the bridge's SEGMENT_WRITE_KEY)")
+
+
 def format_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
@@ -478,19 +524,33 @@ def format_skipped(skipped: Mapping[str, int]) -> str:
     return f"{total} ({', '.join(f'{r}: {n}' for r, n in sorted(skipped.items()))})"
 
 
+def format_segment_count(count: SegmentCount | None) -> str:
+    if count is None:
+        return "-"
+    return f"{count.counted}" + (f" ({count.failed} failed)" if count.failed else "")
+
+
 def render_table(reports: Sequence[DirectionReport]) -> str:
-    """A short table: one row per direction, then what each skip reason that occurred means."""
-    header = ("direction", "sent", "delivered", "skipped", "dead-lettered", "p50", "p99")
+    """A short table: one row per direction, then what Segment's count and each skip reason
+    that occurred mean. `delivered`: arrived in the target, as the emulators' state shows;
+    `bridge delivered`: what the bridge's stats say it delivered; `Segment's count`: what
+    Segment's Public API reports (see `SEGMENT_COUNT_MEANING`)."""
+    header = ("direction", "sent", "delivered", "bridge delivered", "Segment's count",
+              "skipped", "dead-lettered", "p50", "p99")
     rows = [header]
     for r in reports:
-        rows.append((r.name, str(r.sent), str(r.arrived), format_skipped(r.skipped),
-                     str(r.dead_lettered),
+        rows.append((r.name, str(r.sent), str(r.arrived), str(r.bridge.get("delivered", "-")),
+                     format_segment_count(r.segment),
+                     format_skipped(r.skipped), str(r.dead_lettered),
                      format_ms(percentile(r.latencies_ms, 50)),
                      format_ms(percentile(r.latencies_ms, 99))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in reports:
+        if r.segment is not None and r.name in SEGMENT_COUNT_MEANING:
+            lines.append(f"  Segment's count, {r.name}: {SEGMENT_COUNT_MEANING[r.name]}")
     reasons = sorted({reason for r in reports for reason in r.skipped})
     for reason in reasons:
         lines.append(f"  skipped {reason}: {SKIP_REASONS.get(reason, 'see the bridge logs')}")

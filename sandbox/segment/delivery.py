@@ -113,6 +113,7 @@ def fan_out(emu: SegmentEmulator, source_id: str, event: JsonObject) -> None:
             "event": event,
             "settings": settings,
             "destination_id": destination["id"],
+            "source_id": source_id,
             "secret": secrets[destination["id"]],
         }
         if settings.get("enable_batching"):
@@ -146,9 +147,12 @@ def send(
             retryable=_retryable_delivery,
             meta={
                 "destination_id": first["destination_id"],
+                "source_id": first["source_id"],
                 "subscription_id": subscription_id,
                 "batched": batched,
                 "message_ids": [e.get("messageId") for e in events],
+                # For the delivery metrics' timings (`observability`).
+                "received_at": [e.get("receivedAt") for e in events],
             },
         )
     )

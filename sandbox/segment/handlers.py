@@ -11,6 +11,7 @@ import base64
 import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sandbox.emulator import ApiError, JsonObject, utc_now_iso
@@ -21,6 +22,7 @@ from sandbox.segment.catalog import (
     WEBHOOKS_SEND_ACTION_SLUG,
 )
 from sandbox.segment.models import (
+    WORKSPACE_ID,
     Caller,
     HandlerResult,
     PublicCall,
@@ -34,6 +36,15 @@ from sandbox.segment.models import (
     render_source,
     render_subscription,
     validation_failure,
+)
+from sandbox.segment.observability import (
+    EVENT_VOLUME_PATH,
+    MetricsWindow,
+    QueryError,
+    VolumeQuery,
+    delivery_metrics,
+    event_volume,
+    query_one,
 )
 
 if TYPE_CHECKING:
@@ -362,3 +373,45 @@ def create_subscription(call: PublicCall) -> HandlerResult:
         emu.subscriptions[subscription["id"]] = subscription
         # Create answers under its own key, unlike get and update (the spec says so).
         return 200, {"destinationSubscription": render_subscription(subscription)}
+
+
+# -- what Segment reports about itself (`observability`) ------------------------------------------
+
+
+def event_volume_handler(call: PublicCall) -> HandlerResult:
+    """`GET /events/volume`: accepted events per source over time, from the Tracking API."""
+    query = call.request.query
+    try:
+        volume_query = VolumeQuery.parse(query)
+        with call.emu.lock:
+            events = {source_id: list(found) for source_id, found in call.emu.events.items()}
+            sources = {source_id: dict(s) for source_id, s in call.emu.sources.items()}
+        rows = event_volume(events, sources, volume_query)
+    except QueryError as exc:
+        raise validation_failure(str(exc), exc.field) from exc
+    data: JsonObject = {
+        "path": EVENT_VOLUME_PATH,
+        "query": volume_query.echo(WORKSPACE_ID),
+        "result": rows,
+    }
+    if query_one(query, "pagination[count]") is not None:
+        data["result"], data["pagination"] = paginate(rows, dict(query))
+    else:
+        data["pagination"] = {"current": _encode_cursor(0), "totalEntries": len(rows)}
+    return 200, data
+
+
+def delivery_metrics_handler(call: PublicCall) -> HandlerResult:
+    """`GET /destinations/{destinationId}/delivery-metrics`: the destination's deliveries and
+    their outcomes, from the delivery attempt log."""
+    with call.emu.lock:
+        destination = _find(call, DESTINATIONS)
+        metadata_id = str(destination["metadataId"])
+    source_id = query_one(call.request.query, "sourceId") or ""
+    try:
+        window = MetricsWindow.parse(call.request.query, datetime.now(UTC))
+        metrics = delivery_metrics(call.emu.delivery_log(), destination["id"], source_id, window)
+    except QueryError as exc:
+        raise validation_failure(str(exc), exc.field) from exc
+    summary = {"sourceId": source_id, "destinationMetadataId": metadata_id, "metrics": metrics}
+    return 200, {"deliveryMetricsSummary": summary}

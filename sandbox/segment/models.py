@@ -10,7 +10,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sandbox.emulator import ApiError, HttpRequest, HttpResponse, JsonObject, json_response
+from sandbox.emulator import (
+    ApiError,
+    HttpRequest,
+    HttpResponse,
+    JsonObject,
+    clip,
+    json_response,
+)
 from sandbox.segment.catalog import (
     BATCH_SIZE_RANGE,
     DEFAULT_DATA_MAPPING,
@@ -49,7 +56,7 @@ def error_envelope(
 
 
 def not_found(what: str, ident: str) -> ApiError:
-    return ApiError(error_envelope(404, "NotFound", f"{what} {ident!r} not found"))
+    return ApiError(error_envelope(404, "NotFound", f"{what} {clip(ident)!r} not found"))
 
 
 def validation_failure(message: str, field: str | None = None) -> ApiError:
@@ -87,6 +94,7 @@ HandlerResult = tuple[int, Any]
 class Operation:
     run: Callable[[PublicCall], HandlerResult]
     in_spec: bool = True  # False: alpha endpoints outside the v36 spec, validated by hand
+    report: bool = False  # True: a report endpoint, with its own per-minute rate limit
 
 
 # -- rendering ------------------------------------------------------------------------------------

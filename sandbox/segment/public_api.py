@@ -5,7 +5,6 @@ answer against the spec too (a violation is an emulator bug: 500, kept in `spec_
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 from sandbox.emulator import (
     JSON_TYPE,
     ApiError,
+    BadJson,
     HttpRequest,
     HttpResponse,
     NoRoute,
     Route,
+    clip,
     json_response,
+    parse_json,
 )
 from sandbox.segment.models import Caller, Operation, PublicCall, error_envelope, rate_limited
 from sandbox.segment.routes import ROUTES, spec_path
@@ -33,7 +35,11 @@ def handle_public(emu: SegmentEmulator, request: HttpRequest) -> HttpResponse:
     media = request.content_type or JSON_TYPE
     try:
         caller = _authenticate(emu, request)
-        rate_headers = _rate_limit(emu, caller)
+        rate_headers = _rate_limit(emu, caller.token, emu.rate_limit_per_s, 1.0)
+        if route.handler.report:
+            # Segment's report endpoints have their own, lower limit (per the spec).
+            key = f"{caller.token} {route.template}"
+            rate_headers = _rate_limit(emu, key, emu.report_rate_limit_per_min, 60.0)
         body, media = _validated_body(emu, request, template)
         status, data = route.handler.run(PublicCall(emu, request, caller, params, body))
         response = json_response(
@@ -52,10 +58,10 @@ def _match(request: HttpRequest) -> tuple[Route[Operation], dict[str, str]]:
     except NoRoute as missing:
         if missing.path_known:
             raise ApiError(
-                error_envelope(405, "MethodNotAllowed", f"{request.method} {request.path}")
+                error_envelope(405, "MethodNotAllowed", f"{request.method} {clip(request.path)}")
             ) from None
         raise ApiError(
-            error_envelope(404, "NotFound", f"no such endpoint {request.path}")
+            error_envelope(404, "NotFound", f"no such endpoint {clip(request.path)}")
         ) from None
 
 
@@ -66,23 +72,24 @@ def _authenticate(emu: SegmentEmulator, request: HttpRequest) -> Caller:
     return Caller(token.strip(), emu.tokens[token.strip()])
 
 
-def _rate_limit(emu: SegmentEmulator, caller: Caller) -> dict[str, str]:
+def _rate_limit(emu: SegmentEmulator, key: str, limit: int, window_s: float) -> dict[str, str]:
+    """Count one call against `key`'s fixed window; 429 once `limit` calls are used."""
     now = time.time()
     with emu.lock:
-        started, used = emu.rate_windows.get(caller.token, (now, 0))
-        if now - started >= 1.0:
+        started, used = emu.rate_windows.get(key, (now, 0))
+        if now - started >= window_s:
             started, used = now, 0
         used += 1
-        emu.rate_windows[caller.token] = (started, used)
-    reset_ms = int((started + 1.0) * 1000)
-    if used > emu.rate_limit_per_s:
+        emu.rate_windows[key] = (started, used)
+    reset_ms = int((started + window_s) * 1000)
+    if used > limit:
         wait_ms = max(1, reset_ms - int(now * 1000))
         response = rate_limited(wait_ms)
         response.headers["Retry-After"] = str(max(1, math.ceil(wait_ms / 1000)))
         raise ApiError(response)
     return {
         "X-RateLimit-Consumed": "1",
-        "X-RateLimit-Remaining": str(emu.rate_limit_per_s - used),
+        "X-RateLimit-Remaining": str(limit - used),
         "X-RateLimit-Reset": str(reset_ms),
     }
 
@@ -108,6 +115,7 @@ def _validated_body(
                     f"unsupported Content-Type {content_type!r}; expected one of {accepted}",
                 )
             )
+        body = _strict_json(request)
         violations = emu.spec.request_violations(_spec_request(emu, request, media))
         if violations:
             raise ApiError(
@@ -117,11 +125,18 @@ def _validated_body(
                     "request violates the Segment Public API spec: " + "; ".join(violations),
                 )
             )
+        return body, media
+    return _strict_json(request), media
+
+
+def _strict_json(request: HttpRequest) -> Any:
+    """The body, strictly parsed before the spec validator sees it: what the validator would
+    let through (a lone surrogate, NaN, 1e400) could be stored but never rendered again."""
     if not request.body:
-        return None, media
+        return None
     try:
-        return json.loads(request.body), media
-    except ValueError as exc:
+        return parse_json(request.body)
+    except BadJson as exc:
         raise ApiError(error_envelope(400, "BadRequest", f"invalid JSON: {exc}")) from exc
 
 
@@ -164,7 +179,7 @@ def _check_response(
         return response
     with emu.lock:
         emu.spec_violations.append(
-            {"method": request.method, "path": request.path, "violations": violations}
+            {"method": request.method, "path": clip(request.path), "violations": violations}
         )
     return json_response(
         500, {"error": "emulator response violates the spec", "violations": violations}

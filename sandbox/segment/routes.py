@@ -22,6 +22,8 @@ from sandbox.segment.handlers import (
     create_source,
     create_subscription,
     delete_handler,
+    delivery_metrics_handler,
+    event_volume_handler,
     get_handler,
     list_handler,
     remove_write_key,
@@ -38,8 +40,9 @@ def _build() -> Router[Operation]:
         template: str,
         run: Callable[[PublicCall], HandlerResult],
         in_spec: bool = True,
+        report: bool = False,
     ) -> None:
-        routes.add(method, template, Operation(run, in_spec))
+        routes.add(method, template, Operation(run, in_spec, report))
 
     for kind in COLLECTIONS:
         item = f"{kind.path}/{{{kind.param}}}"
@@ -63,6 +66,14 @@ def _build() -> Router[Operation]:
         "GET",
         "/catalog/destinations/{destinationMetadataId}",
         catalog_handler(DESTINATION_METADATA, "destination catalog entry", "destinationMetadata"),
+    )
+    # What Segment reports about itself: how an operator sees drops the Tracking API hides.
+    serve("GET", "/events/volume", event_volume_handler, report=True)
+    serve(
+        "GET",
+        "/destinations/{destinationId}/delivery-metrics",
+        delivery_metrics_handler,
+        report=True,
     )
     return routes
 

@@ -7,7 +7,8 @@ out as moto lays out a service: `models` (credentials, error bodies, rendering, 
 `handlers` and `routes` (Public API handlers and their route table), `public_api` (the request
 pipeline and its spec validation), `tracking`, `delivery`, `spec`, `catalog` and `fql`.
 
-- Public API (`/sources`, `/destinations`, subscriptions, write keys, catalog): every request is
+- Public API (`/sources`, `/destinations`, subscriptions, write keys, catalog, and the reports
+  `/events/volume` and `/destinations/{id}/delivery-metrics`, see `observability`): every request is
   validated against the official OpenAPI spec (400 naming the violation) and so is every
   response (a violation is an emulator bug: 500, and `spec_violations` in the state).
 - Tracking API (`/v1/identify|track|page|screen|group|alias|batch`): Basic auth or `writeKey` in
@@ -30,8 +31,9 @@ give the same without HTTP.
 
 Options (keyword arguments, or the command's flags): `seed` (ids and keys; default 0),
 `tokens` (extra Public API tokens → has source admin), `batch_window_s` (0.5),
-`rate_limit_per_s` (1000 per token), `delivery_attempts` (5), `delivery_backoff_s` (0.2, doubled
-per retry), `delivery_timeout_s` (10), `spec_path`.
+`rate_limit_per_s` (1000 per token), `report_rate_limit_per_min` (60 per token and report
+endpoint, the spec's figure for event volume and delivery metrics), `delivery_attempts` (5),
+`delivery_backoff_s` (0.2, doubled per retry), `delivery_timeout_s` (10), `spec_path`.
 
 Choices where the real API is silent (documented for the clients built against this):
 - `X-RateLimit-Reset` is the epoch milliseconds at which the current window ends; a 429 carries
@@ -95,6 +97,7 @@ class SegmentEmulator(Emulator):
         tokens: Mapping[str, bool] | None = None,
         batch_window_s: float = 0.5,
         rate_limit_per_s: int = 1000,
+        report_rate_limit_per_min: int = 60,
         spec_path: str | None = None,
         **delivery: Unpack[DeliveryOptions],
     ) -> None:
@@ -104,7 +107,9 @@ class SegmentEmulator(Emulator):
         self.tokens: dict[str, bool] = {ADMIN_TOKEN: True, NOADMIN_TOKEN: False}
         self.tokens.update(tokens or {})
         self.rate_limit_per_s = rate_limit_per_s
-        self.rate_windows: dict[str, tuple[float, int]] = {}  # token → (start, calls)
+        self.report_rate_limit_per_min = report_rate_limit_per_min
+        # token (or "token template" for report endpoints) → (window start, calls)
+        self.rate_windows: dict[str, tuple[float, int]] = {}
         self.batcher = Batcher(
             batch_window_s, lambda key, items: send(self, key, items, batched=True)
         )

@@ -22,7 +22,11 @@ One normalisation on load (`normalise`), not in the shipped file, which stays wh
 publishes: the spec declares `pagination` as `style: deepObject` without `explode: true`;
 OpenAPI's default `explode` is false for non-form styles, for which openapi-core has no
 deepObject reader, yet the real API reads `pagination[count]=…`. `normalise` sets
-`explode: true` on deepObject parameters so the spec means what the API does.
+`explode: true` on deepObject parameters so the spec means what the API does. The spec also
+declares `style: deepObject` on string and array parameters (`granularity`, `startTime`,
+`sourceId` of `GET /events/volume` and of the delivery metrics), which OpenAPI defines for
+objects only; Segment's own examples send them as plain parameters (`granularity=DAY`), so
+`normalise` reads those as `form` (repeated for arrays).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from sandbox.segment.routes import SPEC_OPERATIONS
 SPEC_VERSION = "36.2.0"
 SHIPPED_SPEC_PATH = Path(__file__).with_name(f"public-api-v{SPEC_VERSION}.subset.json")
 SPEC_PATH_ENV = "SANDBOX_SEGMENT_SPEC"
-PRUNE_VERSION = "3"
+PRUNE_VERSION = "4"
 SPEC_HOST_URL = "https://api.segmentapis.com"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
@@ -163,13 +167,23 @@ def extract_subset(
     }
 
 
+def _is_object_schema(schema: Any) -> bool:
+    """A parameter schema that is an object (inline, or a `$ref` to a component schema, which
+    in this document are objects wherever a parameter names one, e.g. `PaginationInput`)."""
+    return isinstance(schema, dict) and (schema.get("type") == "object" or "$ref" in schema)
+
+
 def normalise(subset: dict[str, Any]) -> dict[str, Any]:
-    """`subset` as the real API reads it: deepObject parameters exploded (module docstring)."""
+    """`subset` as the real API reads it (module docstring): deepObject parameters exploded,
+    and deepObject on a string or array parameter read as a plain (form) parameter."""
     for item in subset["paths"].values():
         for operation in item.values():
             for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
-                if isinstance(parameter, dict) and parameter.get("style") == "deepObject":
-                    parameter.setdefault("explode", True)
+                if not isinstance(parameter, dict) or parameter.get("style") != "deepObject":
+                    continue
+                if not _is_object_schema(parameter.get("schema")):
+                    parameter["style"] = "form"
+                parameter.setdefault("explode", True)
     return subset
 
 

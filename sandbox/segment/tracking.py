@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
-import json
+import zlib
 from typing import TYPE_CHECKING
 
 from sandbox.emulator import (
+    BadJson,
     HttpRequest,
     HttpResponse,
     JsonObject,
     compact_json,
     json_response,
+    parse_json,
     utc_now_iso,
 )
 from sandbox.segment.delivery import fan_out
@@ -45,18 +46,18 @@ def handle_tracking(emu: SegmentEmulator, request: HttpRequest) -> HttpResponse:
     if request.method != "POST" or kind not in (*TRACKING_TYPES, "batch"):
         return tracking_error(404, "not found")
     raw = request.body
+    limit = MAX_BATCH_BYTES if kind == "batch" else MAX_EVENT_BYTES
     if request.header("Content-Encoding").lower() == "gzip":
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError):
+            raw = _gunzip(raw, limit + 1)  # a small body may inflate to gigabytes
+        except (OSError, EOFError, zlib.error):
             return tracking_error(400, "invalid gzip body")
-    limit = MAX_BATCH_BYTES if kind == "batch" else MAX_EVENT_BYTES
     if len(raw) > limit:
         return tracking_error(400, f"payload exceeds {limit // 1024} KB")
     try:
-        payload = json.loads(raw)
-    except ValueError:
-        return tracking_error(400, "invalid JSON")
+        payload = parse_json(raw)
+    except BadJson as exc:
+        return tracking_error(400, f"invalid JSON: {exc}")
     if not isinstance(payload, dict):
         return tracking_error(400, "body must be a JSON object")
     if kind == "batch":
@@ -74,6 +75,15 @@ def handle_tracking(emu: SegmentEmulator, request: HttpRequest) -> HttpResponse:
     write_key = _write_key(request, payload)
     _accept(emu, write_key, events)
     return json_response(200, {"success": True})
+
+
+def _gunzip(raw: bytes, max_bytes: int) -> bytes:
+    """At most `max_bytes` of the inflated body (enough to tell it is too big)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    inflated = inflater.decompress(raw, max_bytes)
+    if len(inflated) < max_bytes and not inflater.eof:
+        raise EOFError("truncated gzip body")
+    return inflated
 
 
 def _inherit_batch_fields(batch: JsonObject, item: JsonObject) -> JsonObject:

@@ -16,7 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sandbox.emulator import ApiError, HttpRequest, JsonObject, json_response
+from sandbox.emulator import (
+    ApiError,
+    BadJson,
+    HttpRequest,
+    JsonObject,
+    clip,
+    json_response,
+    parse_json,
+)
 from sandbox.userflow.attributes import InvalidAttribute, merge_attributes, validate_attributes
 
 if TYPE_CHECKING:
@@ -53,14 +61,14 @@ def existing(objects: Mapping[str, JsonObject], what: str, ident: str) -> JsonOb
     """The stored object, or the API's 404 naming what was looked for."""
     found = objects.get(ident)
     if found is None:
-        raise error(404, "not_found", f"{what} {ident!r} not found")
+        raise error(404, "not_found", f"{what} {clip(ident)!r} not found")
     return found
 
 
 def json_body(request: HttpRequest) -> JsonObject:
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError as exc:
+        body = parse_json(request.body or b"{}")
+    except BadJson as exc:
         raise error(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise error(400, "invalid_request", "request body must be a JSON object")

@@ -50,6 +50,7 @@ from sandbox.emulator import (
     Route,
     add_delivery_arguments,
     add_server_arguments,
+    clip,
     delivery_options,
     json_response,
     utc_now_iso,
@@ -158,8 +159,10 @@ class UserflowEmulator(Emulator):
             return ROUTES.match(request)
         except NoRoute as missing:
             if missing.path_known:
-                raise error(405, "method_not_allowed", f"{request.method} {request.path}") from None
-            raise error(404, "not_found", f"no such endpoint {request.path}") from None
+                raise error(
+                    405, "method_not_allowed", f"{request.method} {clip(request.path)}"
+                ) from None
+            raise error(404, "not_found", f"no such endpoint {clip(request.path)}") from None
 
     def _authenticate(self, request: HttpRequest) -> None:
         scheme, _, key = request.header("Authorization").partition(" ")
@@ -228,7 +231,9 @@ class UserflowEmulator(Emulator):
         group_id = object_id(group_raw, "group_id") if group_raw is not None else None
         with self.lock:
             if user_id not in self.users:
-                raise error(404, "not_found", f"user {user_id!r} not found: identify it first")
+                raise error(
+                    404, "not_found", f"user {clip(user_id)!r} not found: identify it first"
+                )
             if activity == "flow":
                 flow = {
                     "flow_id": self.new_id(),

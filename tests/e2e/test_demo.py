@@ -42,10 +42,15 @@ def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
     assert (u2s.sent, u2s.arrived) == (11, 10)
     assert u2s.skipped == {"echo": 1}
     assert s2u.dead_lettered == u2s.dead_lettered == 0
+    # AND Segment's own counts agree: every call delivered to the bridge (its delivery
+    # metrics), every forwarded Userflow event counted on the Userflow source (event volume)
+    assert s2u.segment is not None and (s2u.segment.counted, s2u.segment.failed) == (15, 0)
+    assert u2s.segment is not None and u2s.segment.counted == 10
     assert outcome.summaries == {"up": "create 6", "destroy": "delete 6"}
     printed = "\n".join(lines).splitlines()
     table = [line for line in printed if line.startswith(("direction", "Segment →", "Userflow →"))]
     assert len(table) == 3 and "dead-lettered" in table[0] and "p99" in table[0]
+    assert "Segment's count" in table[0]
     assert "2 (no_user_id: 2)" in table[1] and "1 (echo: 1)" in table[2]
     # AND the processes it started are gone, the stack holds no resource
     assert all(_down(url) for url in (outcome.urls["segment"], outcome.urls["userflow"]))

@@ -3,6 +3,7 @@ works, fails clearly (non-zero, a FAIL line saying where to look) when the bridg
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,10 +38,10 @@ class Deployed:
                 "--wait", "15"]
 
 
-@pytest.fixture
-def deployed(engine_binary: Path, tmp_path: Path) -> Iterator[Deployed]:
+@contextlib.contextmanager
+def deploy_local(tmp_path: Path, write_key: str | None = None) -> Iterator[Deployed]:
     """The local stack up under the real engine, with its bridge serving on the URL the
-    stack's resources point at."""
+    stack's resources point at; `write_key` replaces the bridge's Segment write key."""
     state_dir = tmp_path / "state"
     port = free_port()
     with SegmentEmulator() as segment, UserflowEmulator() as userflow:
@@ -56,7 +57,7 @@ def deployed(engine_binary: Path, tmp_path: Path) -> Iterator[Deployed]:
                     "USERFLOW_API_URL": userflow.url,
                     "USERFLOW_API_KEY": secrets.userflow_api_key,
                     "SEGMENT_TRACKING_URL": segment.url,
-                    "SEGMENT_WRITE_KEY": secrets.userflow_write_key,
+                    "SEGMENT_WRITE_KEY": write_key or secrets.userflow_write_key,
                     "SEGMENT_SHARED_SECRET": secrets.shared_secret,
                     "USERFLOW_WEBHOOK_SECRET": secrets.userflow_webhook_secret,
                 })
@@ -69,6 +70,12 @@ def deployed(engine_binary: Path, tmp_path: Path) -> Iterator[Deployed]:
                 engine.destroy(STACK, config_file)
 
 
+@pytest.fixture
+def deployed(engine_binary: Path, tmp_path: Path) -> Iterator[Deployed]:
+    with deploy_local(tmp_path) as running:
+        yield running
+
+
 def test_verify_passes_then_fails_when_the_bridge_is_down(
     deployed: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -77,7 +84,8 @@ def test_verify_passes_then_fails_when_the_bridge_is_down(
     out = capsys.readouterr().out
     passes = [line for line in out.splitlines() if line.startswith("PASS")]
     assert "FAIL" not in out
-    assert len(passes) == 8, out
+    assert len(passes) == 10, out
+    assert "PASS  Segment counted it on the Userflow source (Public API)" in out
     # AND the smoke-test user went through both ways and is gone again
     # (deleting a user deletes its events too, so the request log shows the event's write)
     log = [(r["method"], r["path"].split("/")[1], r["status"])

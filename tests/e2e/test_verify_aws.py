@@ -1,6 +1,8 @@
 """`verify` for an AWS-hosted stack: secrets from Secrets Manager by the ARNs the stack
 exports, arrival checked through SQS (the work queue drains, the dead-letter queue does not
-grow). The "deployed" bridge is the local bridge, whose SQS and Secrets Manager are moto."""
+grow), and Segment's own count through its Public API (a wrong write key in the secret FAILs
+naming it). The "deployed" bridge is the local bridge, whose SQS and Secrets Manager are moto;
+Segment is the emulator, holding the sources and destination the stack would have created."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import requests
 
 from ops import verify
 from sandbox.local_bridge import LocalBridge
-from sandbox.segment import SegmentEmulator
+from sandbox.segment import ADMIN_TOKEN, SegmentEmulator
 from sandbox.userflow import UserflowEmulator
+from tests.emulators.helpers import create_destination, create_source
 
 pytestmark = pytest.mark.e2e
 
@@ -48,12 +51,23 @@ class AwsLike:
     userflow: UserflowEmulator
 
 
-@pytest.fixture
-def aws_like(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsLike]:
+WRONG_WRITE_KEY = "wk-not-a-source"
+
+
+@pytest.fixture(params=["right write key"])
+def aws_like(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+             ) -> Iterator[AwsLike]:
     with SegmentEmulator() as segment, UserflowEmulator() as userflow:
+        # What the stack created in Segment: the app source with the bridge's destination,
+        # and the Userflow source whose write key the bridge sends with.
+        app = create_source(segment.url, "app-staging")
+        destination = create_destination(segment.url, app["id"], secret=SHARED_SECRET)
+        userflow_source = create_source(segment.url, "userflow-staging")
+        write_key = (userflow_source["writeKeys"][0] if request.param == "right write key"
+                     else WRONG_WRITE_KEY)
         bridge = LocalBridge(env={
             "USERFLOW_API_URL": userflow.url, "USERFLOW_API_KEY": "ak_sandbox_local",
-            "SEGMENT_TRACKING_URL": segment.url, "SEGMENT_WRITE_KEY": "wk-not-a-source",
+            "SEGMENT_TRACKING_URL": segment.url, "SEGMENT_WRITE_KEY": write_key,
             "SEGMENT_SHARED_SECRET": SHARED_SECRET, "USERFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }, tuning={"max_attempts": 1, "backoff_base_seconds": 0.01})
         with bridge:
@@ -70,10 +84,17 @@ def aws_like(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsLike]:
             stack = FakeStack(
                 outputs_={"bridgeUrl": bridge.url, "segmentSharedSecretArn": arns["shared"],
                           "userflowWebhookSecretArn": arns["webhook"],
-                          "queueUrl": bridge.queue_url, "deadLetterQueueUrl": bridge.dlq_url},
+                          "queueUrl": bridge.queue_url, "deadLetterQueueUrl": bridge.dlq_url,
+                          "appSourceId": app["id"], "destinationId": destination["id"],
+                          "userflowSourceId": userflow_source["id"],
+                          "userflowSourceSlug": "userflow-staging",
+                          "segmentWriteKeySecretArn": "arn:aws:secretsmanager:us-east-1:1:"
+                                                      "secret:userflow-segment-write-key"},
                 config_={"userflow-segment:hosting": "aws", "aws:region": "us-east-1",
                          "userflow-segment:userflowApiUrl": userflow.url,
-                         "userflow-segment:userflowApiKey": "ak_sandbox_local"},
+                         "userflow-segment:userflowApiKey": "ak_sandbox_local",
+                         "userflow-segment:segmentApiUrl": segment.url,
+                         "userflow-segment:segmentToken": ADMIN_TOKEN},
             )
             yield AwsLike(stack, userflow)
 
@@ -83,9 +104,29 @@ def test_verify_aws_stack_passes_through_secrets_manager_and_sqs(aws_like: AwsLi
     assert verify.verify("staging", engine=aws_like.stack, wait_s=15, out=lines.append)
     text = "\n".join(lines)
     assert "FAIL" not in text
-    assert len([line for line in lines if line.startswith("PASS")]) == 8, text
+    assert len([line for line in lines if line.startswith("PASS")]) == 10, text
     assert "checked via SQS" in text
+    assert "PASS  Segment counted it on the Userflow source (Public API)" in text
     assert SHARED_SECRET not in text and WEBHOOK_SECRET not in text
+
+
+@pytest.mark.parametrize("aws_like", ["wrong write key"], indirect=True)
+def test_verify_aws_stack_fails_naming_the_write_key_secret_when_segment_drops(
+    aws_like: AwsLike,
+) -> None:
+    # GIVEN a bridge whose write key secret holds a key no Segment source has
+    lines: list[str] = []
+    # WHEN verify runs (Segment's reports are instant here: a short report wait)
+    assert not verify.verify("staging", engine=aws_like.stack, wait_s=15, out=lines.append,
+                             report_wait_s=4)
+    text = "\n".join(lines)
+    # THEN the queues look fine, but Segment's own count fails, naming the secret to look at
+    assert "PASS  webhook forwarded to Segment" in text
+    assert "FAIL  Segment counted it on the Userflow source (Public API)" in text
+    hint = next(line for line in lines if line.strip().startswith("look at:"))
+    assert "segmentWriteKeySecretArn" in hint and "userflow-segment-write-key" in hint
+    assert "pulumi up --stack staging" in hint
+    assert WRONG_WRITE_KEY not in text
 
 
 def test_verify_aws_stack_fails_on_a_new_dead_letter(aws_like: AwsLike) -> None:
