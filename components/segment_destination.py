@@ -395,24 +395,31 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
                 f"config {adopt.key}: adopting a destination needs the shared secret it signs "
                 f"with now, as {ADOPT_SHARED_SECRET_KEY} (a secret)"
             )
+        # Every check comes before the first write: a refusal leaves their setup untouched.
+        send = self._adopted_send(adopt, str(found), inputs)
         destination = client.update_destination(
             str(found), update_destination_body(inputs, str(shared_secret))
         )
-        subscription = self._adopted_subscription(adopt, str(found), inputs)
+        subscription = (
+            client.create_subscription(str(found), create_subscription_body(inputs))
+            if send is None
+            else client.update_subscription(
+                str(found), str(send["id"]), update_subscription_input(inputs)
+            )
+        )
         state = destination_state(
             destination, subscription, str(shared_secret), inputs["shared_secret_rotation"]
         )
         state[ADOPTED] = True
         return CreateResult(str(found), state)
 
-    def _adopted_subscription(
+    def _adopted_send(
         self, adopt: Adopt, destination_id: str, inputs: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Point the adopted destination's one enabled Send subscription at the bridge (the
-        only one, if all are disabled; a new one if it has none)."""
-        client = self.client()
+    ) -> dict[str, Any] | None:
+        """The adopted destination's Send subscription to point at the bridge: its one enabled
+        one (the only one, if all are disabled; None: it has none, create ours)."""
         sends = [
-            s for s in client.list_subscriptions(destination_id)
+            s for s in self.client().list_subscriptions(destination_id)
             if s.get("actionId") == inputs["action_id"]
         ]
         enabled = [s for s in sends if s.get("enabled")]
@@ -424,11 +431,7 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
                 "delete all but one in the Segment app, then run `pulumi up` again"
             )
         chosen = enabled or (sends if len(sends) == 1 else [])
-        if not chosen:
-            return client.create_subscription(destination_id, create_subscription_body(inputs))
-        return client.update_subscription(
-            destination_id, str(chosen[0]["id"]), update_subscription_input(inputs)
-        )
+        return chosen[0] if chosen else None
 
     def _ensure_subscription(
         self, destination_id: str, subscription_id: str | None, inputs: Mapping[str, Any]
