@@ -6,9 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 
-from components.adoption import Adopt, AdoptionError, pick_one, releases_on_destroy
+from components.adoption import (
+    DEFAULT_ON_DESTROY,
+    Adopt,
+    AdoptionError,
+    pick_one,
+    releases_on_destroy,
+)
+from components.config import (
+    OPTIONAL_SECRET_KEYS,
+    PROJECT_ROOT,
+    SECRET_KEYS,
+    ConfigError,
+    StackConfig,
+    declarations,
+    parse_config,
+)
 from components.segment_api import (
     HTTP_API_SOURCE_METADATA_ID,
     WEBHOOKS_ACTIONS_METADATA_ID,
@@ -73,6 +89,65 @@ def test_pick_one_refuses_none_and_several_naming_the_key() -> None:
 )
 def test_what_destroy_does(props: dict[str, Any], policy: str | None, released: bool) -> None:
     assert releases_on_destroy(props, policy) is released
+
+
+# -- the config keys ---------------------------------------------------------------------------
+
+BASE = {"environment": "staging", "hosting": "aws", "segmentAppSourceSlug": "app-staging"}
+SHARED = OPTIONAL_SECRET_KEYS[0]
+
+
+def parsed(raw: dict[str, str], secret_keys: tuple[str, ...] = (),
+           plaintext: frozenset[str] = frozenset()) -> StackConfig:
+    values = {key: pulumi.Output.secret(f"value-of-{key}") for key in (*SECRET_KEYS,
+                                                                      *secret_keys)}
+    return parse_config({**BASE, **raw}, "staging", values, "eu-central-1",
+                        project_root=PROJECT_ROOT, plaintext_keys=plaintext)
+
+
+def problems(raw: dict[str, str], secret_keys: tuple[str, ...] = (),
+             plaintext: frozenset[str] = frozenset()) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        parsed(raw, secret_keys, plaintext)
+    return {p.key: p.allowed for p in caught.value.problems}
+
+
+def test_no_adoption_by_default_and_release_on_destroy() -> None:
+    adoption = parsed({}).adoption
+    assert (adoption.userflow_source, adoption.destination, adoption.userflow_webhook) == (
+        None, None, None)
+    assert adoption.on_destroy == DEFAULT_ON_DESTROY == declarations()["adoptedOnDestroy"].default
+
+
+def test_adoption_keys_become_adopts_naming_their_key() -> None:
+    adoption = parsed({"adoptUserflowSourceSlug": "userflow-events",
+                       "adoptDestinationId": "dest1",
+                       "adoptUserflowWebhookUrl": "https://old.example.com/h",
+                       "adoptedOnDestroy": "delete"}, (SHARED,)).adoption
+    assert adoption.userflow_source == Adopt(key=f"{NS}adoptUserflowSourceSlug",
+                                             name="userflow-events")
+    assert adoption.destination == Adopt(key=f"{NS}adoptDestinationId", id="dest1")
+    assert adoption.userflow_webhook == Adopt(key=f"{NS}adoptUserflowWebhookUrl",
+                                              name="https://old.example.com/h")
+    assert adoption.destination_shared_secret is not None and adoption.on_destroy == "delete"
+
+
+def test_bad_adoption_keys_are_each_named() -> None:
+    found = problems({"adoptDestinationId": "d1", "adoptDestinationName": "Userflow",
+                      "adoptUserflowSourceSlug": "Not A Slug",
+                      "adoptUserflowWebhookId": "w1", "adoptUserflowWebhookUrl": "https://x",
+                      "adoptedOnDestroy": "keep"})
+    assert set(found) == {"adoptDestinationName", "adoptUserflowSourceSlug",
+                          "adoptUserflowWebhookUrl", "adoptedOnDestroy", SHARED}
+    assert "must be unset when adoptDestinationId is set" in found["adoptDestinationName"]
+    assert "is required when adopting a destination" in found[SHARED]
+    assert "release, delete" in found["adoptedOnDestroy"]
+
+
+def test_the_shared_secret_only_with_a_destination_and_only_encrypted() -> None:
+    assert "no destination is adopted" in problems({}, (SHARED,))[SHARED]
+    plaintext = problems({"adoptDestinationName": "Userflow"}, (SHARED,), frozenset({SHARED}))
+    assert "must be encrypted" in plaintext[SHARED]
 
 
 # -- the hand-made setup, made through the APIs as a person in the web apps would -------------
@@ -207,7 +282,7 @@ def test_reads_and_updates_keep_the_adoption_mark(segment: Sandbox, userflow: Sa
     updated = provider.update(hand["id"], read, {**inputs, "topics": ["event"]}).outs or {}
     assert read["adopted"] is True and updated["adopted"] is True
     # AND a stack created before adoption existed keeps outputs without the mark
-    assert "adopted" not in provider.read(hand["id"], {"secret": "x"}).outs or {}
+    assert "adopted" not in (provider.read(hand["id"], {"secret": "x"}).outs or {})
 
 
 # -- what can't be adopted, said with the key that named it ----------------------------------------
