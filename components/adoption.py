@@ -138,5 +138,21 @@ def carry(olds: Mapping[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def late_adoption(olds: Mapping[str, Any], news: Mapping[str, Any]) -> str | None:
+    """What is wrong when adoption keys appear for an object the stack already made itself.
+
+    Adoption happens at create only; ignoring the keys would leave the hand-made object
+    delivering beside the stack's own, the second delivery path adoption exists to avoid.
+    """
+    adopt = requested(news)
+    if adopt is None or olds.get(ADOPTED):
+        return None
+    return (
+        f"config {adopt.key}: this stack already has its own object, created before the key "
+        "was set, and adoption only happens when the stack creates it; unset the key, or "
+        "remove the stack's object first (docs: Moving off a hand-made setup)"
+    )
+
+
 def secret_input(value: pulumi.Input[str] | None) -> pulumi.Input[str] | None:
     return pulumi.Output.secret(value) if value is not None else None

@@ -25,7 +25,13 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_SENTINEL
 
-from components.adoption import carry, on_destroy_from_config, releases_on_destroy
+from components.adoption import (
+    AdoptionError,
+    carry,
+    late_adoption,
+    on_destroy_from_config,
+    releases_on_destroy,
+)
 from components.api_http import ApiClient, ApiSettings, NotFoundError, RetryPolicy
 
 ClientT = TypeVar("ClientT", bound=ApiClient)
@@ -117,6 +123,9 @@ class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Pure and call-free: the wanted view of the inputs against the old outputs."""
+        late = late_adoption(olds, news)
+        if late:
+            raise AdoptionError(late)
         wanted = self.desired_view(self.with_defaults(news))
         replaces, updates = diff_managed(olds, wanted, self.identity, self.mutable)
         updates.extend(key for key in self.regenerated if not olds.get(key))

@@ -431,3 +431,22 @@ def test_destroy_deletes_adopted_objects_when_configured(
     assert [s["id"] for s in seg["sources"]] == [app]
     assert seg["destinations"] == [] and seg["subscriptions"] == []
     assert uf["webhook_subscriptions"] == []
+
+
+# -- adoption keys set too late -------------------------------------------------------------------
+
+
+def test_adoption_keys_for_an_object_the_stack_already_made_are_refused() -> None:
+    # GIVEN a webhook subscription the stack created itself (no adoption mark)
+    provider = UserflowWebhookSubscriptionProvider()
+    olds = {"subscription_id": "w1", "secret": "s", "url": f"{BRIDGE}/userflow",
+            "topics": ["event"], "api_version": "2020-01-03"}
+    adopt = Adopt(key=f"{NS}adoptUserflowWebhookId", id="hand1")
+    # WHEN the adoption key appears THEN preview says so, naming the key, instead of leaving
+    # the hand-made subscription delivering beside the stack's own
+    with pytest.raises(AdoptionError, match=f"config {NS}adoptUserflowWebhookId: this stack "
+                                            "already has its own object"):
+        provider.diff("w1", olds, webhook_props(adopt))
+    # AND once adopted, the key may stay: no change
+    adopted = {**olds, "adopted": True, "topics": sorted(webhook_props(None)["topics"])}
+    assert provider.diff("w1", adopted, webhook_props(adopt)).changes is False
