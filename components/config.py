@@ -634,6 +634,8 @@ def load_config(config_factory: Callable[[str], pulumi.Config] = pulumi.Config) 
     secrets: dict[str, pulumi.Output[str]] = {}
     plaintext: set[str] = set()
     for key in (*SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
+        if key in OPTIONAL_SECRET_KEYS and not config.get(key):
+            continue  # unset: the engine hands over its declared default, ""
         secret = config.get_secret(key)
         if secret is not None:
             secrets[key] = secret

@@ -246,6 +246,13 @@ def test_a_hand_made_setup_is_adopted_under_traffic_exactly_once(
                 # GIVEN the hand-made setup delivering through the relay
                 assert wait_until(lambda: min(accepted(relay)) >= 3, 30), relay.stats()
 
+                # WHEN previewed THEN the stack's resources would be created, and neither
+                # Segment's Public API nor Userflow's subscriptions were called
+                calls_before = _management_calls(segment, userflow)
+                preview = engine.preview(STACK, config_file)
+                assert preview.summary.count("create") == RESOURCES, preview.summary
+                assert _management_calls(segment, userflow) == calls_before
+
                 # WHEN up adopts it, traffic flowing
                 up = engine.up(STACK, config_file)
                 assert up.summary.count("create") == RESOURCES, up.summary
@@ -316,3 +323,9 @@ def _events(userflow_state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if isinstance(events, Mapping):
         events = list(events.values())
     return [e for e in events if isinstance(e, Mapping)]
+
+
+def _management_calls(segment: SegmentEmulator, userflow: UserflowEmulator) -> int:
+    """Calls to what the stack manages (not the traffic: tracking, Userflow's users/events)."""
+    hooks = [r for r in userflow.request_log() if "/webhook_subscriptions" in r["path"]]
+    return len(segment.request_log(kind="public")) + len(hooks)

@@ -10,7 +10,6 @@ import yaml
 
 from components.config import (
     LOG_RETENTION_DAYS,
-    OPTIONAL_SECRET_KEYS,
     SECRET_KEYS,
     ConfigError,
     StackConfig,
@@ -185,7 +184,7 @@ def test_every_retention_period_cloudwatch_accepts_is_accepted() -> None:
 
 def test_the_secret_keys_are_the_ones_pulumi_yaml_declares_secret() -> None:
     declared = declarations(ROOT)
-    assert {k for k, d in declared.items() if d.secret} == {*SECRET_KEYS, *OPTIONAL_SECRET_KEYS}
+    assert {k for k, d in declared.items() if d.secret} == set(SECRET_KEYS)
     # Required: no default, so the engine names them when missing, before the program runs.
     assert {k for k, d in declared.items() if d.default is None} == {"environment", *SECRET_KEYS}
 
