@@ -317,6 +317,16 @@ def test_a_hand_made_setup_is_adopted_under_traffic_exactly_once(
             [webhook] = uf["webhook_subscriptions"]
             assert webhook["id"] == hand.webhook["id"] and webhook["disabled"] is True
 
+            # AND no adopted secret is in plaintext in the state or in what the engine printed
+            secrets = {"shared secret": HAND_SECRET, "webhook secret": hand.webhook["secret"],
+                       "write key": hand.userflow_source["writeKeys"][0]}
+            written = "\n".join(p.read_text(encoding="utf-8", errors="replace")
+                                for p in sorted((tmp_path / "state").rglob("*")) if p.is_file())
+            printed = "\n".join(r.stdout + r.stderr for r in (preview, up, again, destroyed))
+            assert "ciphertext" in written
+            assert [name for name, value in secrets.items()
+                    if value in written or value in printed] == []
+
 
 def _events(userflow_state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     events = userflow_state.get("events") or []
