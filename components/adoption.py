@@ -23,7 +23,7 @@ Pure helpers only: the providers make the calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -102,15 +102,26 @@ def not_found(adopt: Adopt, what: str) -> AdoptionError:
     )
 
 
-def pick_one(adopt: Adopt, what: str, candidates: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The one candidate named by ``adopt.name``; none or several is an error naming the key."""
-    found = [dict(c) for c in candidates]
+def pick_one(
+    adopt: Adopt,
+    what: str,
+    objects: Iterable[Mapping[str, Any]],
+    name_of: Callable[[Mapping[str, Any]], Any],
+    own_name: str,
+) -> dict[str, Any]:
+    """The one object named ``adopt.name``, or already renamed to the stack's ``own_name`` by
+    an adoption whose `up` was interrupted before it was recorded (so running `up` again
+    finishes it); none, or several, is an error naming the key."""
+    names = {adopt.name, own_name}
+    found = [dict(o) for o in objects if name_of(o) in names]
     if not found:
         raise not_found(adopt, what)
     if len(found) > 1:
         ids = ", ".join(sorted(str(c.get("id")) for c in found))
+        renamed = own_name != adopt.name and any(name_of(o) == own_name for o in found)
+        also = f" or {own_name!r} (the stack's own)" if renamed else ""
         raise AdoptionError(
-            f"config {adopt.key}: {len(found)} {what}s are named {adopt.name!r} ({ids}); "
+            f"config {adopt.key}: {len(found)} {what}s are named {adopt.name!r}{also} ({ids}); "
             f"adopt one by its id instead (the matching *Id key)"
         )
     return found[0]

@@ -375,7 +375,7 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
                 raise not_found(adopt, what) from None
         else:
             destination = pick_one(
-                adopt, what, (d for d in client.list_destinations() if d.get("name") == adopt.name)
+                adopt, what, client.list_destinations(), lambda d: d.get("name"), inputs["name"]
             )
         found = destination.get("id")
         if (destination.get("metadata") or {}).get("id") != inputs["metadata_id"]:

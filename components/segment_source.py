@@ -209,7 +209,7 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
                 raise not_found(adopt, what) from None
         else:
             source = pick_one(
-                adopt, what, (s for s in client.list_sources() if s.get("slug") == adopt.name)
+                adopt, what, client.list_sources(), lambda s: s.get("slug"), inputs["slug"]
             )
         if (source.get("metadata") or {}).get("id") != inputs["metadata_id"]:
             raise AdoptionError(

@@ -220,7 +220,9 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowClient]):
             subscription = pick_one(
                 adopt,
                 what,
-                (s for s in client.list_webhook_subscriptions() if s.get("url") == adopt.name),
+                client.list_webhook_subscriptions(),
+                lambda s: s.get("url"),
+                webhook_endpoint(inputs["bridge_url"]),
             )
         found = str(subscription["id"])
         if not subscription.get("secret"):

@@ -70,11 +70,19 @@ def test_an_adoption_names_its_object_by_id_or_by_name_not_both() -> None:
 
 def test_pick_one_refuses_none_and_several_naming_the_key() -> None:
     adopt = Adopt(key=f"{NS}adoptDestinationName", name="Userflow")
-    assert pick_one(adopt, "destination", [{"id": "d1"}]) == {"id": "d1"}
+
+    def pick(*objects: dict[str, str]) -> dict[str, Any]:
+        return pick_one(adopt, "destination", objects, lambda o: o.get("name"), "Ours")
+
+    assert pick({"id": "d1", "name": "Userflow"}, {"id": "d9", "name": "Else"})["id"] == "d1"
+    # an adoption interrupted after the rename, before the state was saved: found again
+    assert pick({"id": "d1", "name": "Ours"})["id"] == "d1"
     with pytest.raises(AdoptionError, match=f"config {NS}adoptDestinationName: no destination"):
-        pick_one(adopt, "destination", [])
+        pick({"id": "d9", "name": "Else"})
     with pytest.raises(AdoptionError, match=r"2 destinations are named 'Userflow' \(d1, d2\)"):
-        pick_one(adopt, "destination", [{"id": "d2"}, {"id": "d1"}])
+        pick({"id": "d2", "name": "Userflow"}, {"id": "d1", "name": "Userflow"})
+    with pytest.raises(AdoptionError, match=r"'Userflow' or 'Ours' \(the stack's own\)"):
+        pick({"id": "d2", "name": "Userflow"}, {"id": "d1", "name": "Ours"})
 
 
 @pytest.mark.parametrize(
@@ -257,6 +265,23 @@ def test_a_hand_made_destination_is_switched_in_place(segment: Sandbox, how: str
     assert subscription["id"] == outs["subscription_id"]
     assert subscription["settings"]["url"] == f"{BRIDGE}/segment"
     assert subscription["trigger"] == TRIGGER and subscription["enabled"] is True
+
+
+def test_an_adoption_interrupted_before_it_was_recorded_is_finished_by_the_next_up(
+    segment: Sandbox,
+) -> None:
+    # GIVEN an adoption by name whose `up` died after Segment renamed the destination
+    app = hand_made_source(segment, "app")["id"]
+    hand = hand_made_destination(segment, app)
+    provider = segment_provider(SegmentWebhookDestinationProvider, segment)
+    props = destination_props(app, Adopt(key=f"{NS}adoptDestinationName",
+                                         name="Userflow (by hand)"))
+    provider.create(props)  # its result never reached the state
+    # WHEN `up` runs again THEN it adopts the same destination, still the only one
+    again = provider.create(props)
+    assert again.id == hand and (again.outs or {})["adopted"] is True
+    assert [d["id"] for d in segment.state()["destinations"]] == [hand]
+    assert len(segment.state()["subscriptions"]) == 1
 
 
 @pytest.mark.parametrize("how", ["id", "name"])
