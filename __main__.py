@@ -29,6 +29,10 @@ def integration_args(config: StackConfig, bridge_url: pulumi.Input[str]) -> Inte
         batch_size=config.segment_batch_size,
         shared_secret_rotation=config.shared_secret_rotation,
         userflow_topics=list(config.userflow_topics or ()),
+        adopt_userflow_source=config.adoption.userflow_source,
+        adopt_destination=config.adoption.destination,
+        adopt_destination_shared_secret=config.adoption.destination_shared_secret,
+        adopt_userflow_webhook=config.adoption.userflow_webhook,
     )
 
 

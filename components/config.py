@@ -29,6 +29,7 @@ import pulumi
 import yaml
 from pulumi.runtime import config as pulumi_config
 
+from components.adoption import ON_DESTROY_CHOICES, AdoptionConfig, adopt_from
 from components.api_http import check_base_url
 from components.project import PROJECT
 from components.segment_api import REGIONS, Region
@@ -70,6 +71,14 @@ SNS_TOPIC_ARN_FORM = "arn:aws:sns:<region>:<12-digit account id>:<topic name>"
 
 # Keys whose value is a credential: read only as Pulumi secrets, never as plain strings.
 SECRET_KEYS = ("segmentToken", "userflowApiKey")
+# The same, but optional: only needed by one feature (adoption: components/adoption.py).
+OPTIONAL_SECRET_KEYS = ("adoptDestinationSharedSecret",)
+# Adoption's keys: each hand-made object by id or by name, never both.
+ADOPT_KEY_PAIRS = (
+    ("adoptUserflowSourceId", "adoptUserflowSourceSlug"),
+    ("adoptDestinationId", "adoptDestinationName"),
+    ("adoptUserflowWebhookId", "adoptUserflowWebhookUrl"),
+)
 
 
 # -- Pulumi.yaml's declarations -----------------------------------------------------------------
@@ -197,6 +206,8 @@ class StackConfig:
     alarm_period_seconds: int
     alarm_evaluation_periods: int
     allow_destroy: bool
+    adoption: AdoptionConfig = field(default_factory=AdoptionConfig)
+    """Hand-made objects to take over at create (none by default)."""
 
     @property
     def protect(self) -> bool:
@@ -425,6 +436,46 @@ def _concurrency(read: _Reader, key: str) -> int:
     return value
 
 
+def _adoption(
+    read: _Reader, secrets: Mapping[str, pulumi.Output[str]], plaintext_keys: Collection[str]
+) -> AdoptionConfig:
+    """The hand-made objects to adopt: at most one key of each pair, the destination's current
+    shared secret exactly when a destination is adopted, and what destroy does to them."""
+    adopts = []
+    for id_key, name_key in ADOPT_KEY_PAIRS:
+        object_id, name = read.text(id_key), read.text(name_key)
+        if object_id and name:
+            read.fail(name_key, f"must be unset when {id_key} is set (adopt by one or the other)")
+            name = None
+        adopts.append(adopt_from(id_key, object_id, name_key, name))
+    source_id = read.text("adoptUserflowSourceId")
+    if source_id is not None and not SEGMENT_SOURCE_ID.match(source_id):
+        read.fail("adoptUserflowSourceId", "must be a Segment source id (letters, digits)")
+    slug = read.text("adoptUserflowSourceSlug")
+    if slug is not None and not SLUG_PATTERN.match(slug):
+        read.fail("adoptUserflowSourceSlug", "must be a Segment slug (a-z, 0-9, '-', '_')")
+    source, destination, webhook = adopts
+    key = OPTIONAL_SECRET_KEYS[0]
+    read.asked.add(key)
+    shared_secret = secrets.get(key)
+    if key in plaintext_keys:
+        read.fail(key, f"must be encrypted: pulumi config set --secret {key} <value> "
+                       "(and make sure the plaintext never reached a commit)")
+    elif destination is not None and shared_secret is None:
+        read.fail(key, "is required when adopting a destination: the shared secret it signs "
+                       f"with now, set with pulumi config set --secret {key} <value>")
+    elif destination is None and shared_secret is not None:
+        read.fail(key, "is set but no destination is adopted (adoptDestinationId or "
+                       "adoptDestinationName)")
+    return AdoptionConfig(
+        userflow_source=source,
+        destination=destination,
+        destination_shared_secret=shared_secret if destination is not None else None,
+        userflow_webhook=webhook,
+        on_destroy=read.choice("adoptedOnDestroy", ON_DESTROY_CHOICES),
+    )
+
+
 @dataclass(frozen=True)
 class Parsed:
     config: StackConfig
@@ -524,6 +575,7 @@ def parse_stack(
         # Safe by default: every stack refuses destroy unless its stack file says
         # allowDestroy: true (staging's and the sandbox's do), whatever the stack is called.
         allow_destroy=read.boolean("allowDestroy"),
+        adoption=_adoption(read, secrets, plaintext_keys),
     )
     return Parsed(config, tuple(read.problems), frozenset(read.asked))
 
@@ -578,14 +630,16 @@ def load_config(config_factory: Callable[[str], pulumi.Config] = pulumi.Config) 
     prefix = f"{NAMESPACE}:"
     raw: dict[str, str] = {}
     for key in sorted(k.removeprefix(prefix) for k in all_keys if k.startswith(prefix)):
-        if key in SECRET_KEYS:
+        if key in SECRET_KEYS or key in OPTIONAL_SECRET_KEYS:
             continue
         value = config.get(key)
         if value is not None:
             raw[key] = value
     secrets: dict[str, pulumi.Output[str]] = {}
     plaintext: set[str] = set()
-    for key in SECRET_KEYS:
+    for key in (*SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
+        if key in OPTIONAL_SECRET_KEYS and not config.get(key):
+            continue  # unset: the engine hands over its declared default, ""
         secret = config.get_secret(key)
         if secret is not None:
             secrets[key] = secret

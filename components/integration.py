@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from components.adoption import Adopt
 from components.project import component_type
 from components.segment_destination import (
     DEFAULT_EVENT_TYPES,
@@ -48,6 +49,12 @@ class IntegrationArgs:
     batch_size: int = SegmentWebhookDestinationArgs.batch_size
     shared_secret_rotation: int = SegmentWebhookDestinationArgs.shared_secret_rotation
     userflow_topics: list[str] = field(default_factory=list)
+    # Moving off a hand-made setup (components/adoption.py): the existing objects to take over
+    # in place at create instead of creating new ones beside them.
+    adopt_userflow_source: Adopt | None = None  # the hand-made Userflow HTTP API source
+    adopt_destination: Adopt | None = None  # the hand-made Webhooks (Actions) destination…
+    adopt_destination_shared_secret: pulumi.Input[str] | None = None  # …and what it signs with
+    adopt_userflow_webhook: Adopt | None = None  # the hand-made Userflow webhook subscription
 
 
 def userflow_source_slug(environment: str) -> str:
@@ -83,7 +90,9 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
         userflow_source = SegmentSource(
             f"{name}-userflow-source",
             SegmentSourceArgs(
-                slug=userflow_source_slug(environment), name=f"Userflow ({environment})"
+                slug=userflow_source_slug(environment),
+                name=f"Userflow ({environment})",
+                adopt=args.adopt_userflow_source,
             ),
             child,
         )
@@ -98,6 +107,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
                 shared_secret_rotation=args.shared_secret_rotation,
                 # Per environment, so two stacks sharing an app source never adopt each other's.
                 name=f"Userflow bridge ({environment})",
+                adopt=args.adopt_destination,
+                adopt_shared_secret=args.adopt_destination_shared_secret,
             ),
             child,
         )
@@ -106,6 +117,7 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
             UserflowWebhookSubscriptionArgs(
                 bridge_url=args.bridge_url,
                 topics=list(args.userflow_topics) or list(DEFAULT_TOPICS),
+                adopt=args.adopt_userflow_webhook,
             ),
             child,
         )

@@ -25,6 +25,13 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_SENTINEL
 
+from components.adoption import (
+    AdoptionError,
+    carry,
+    late_adoption,
+    on_destroy_from_config,
+    releases_on_destroy,
+)
 from components.api_http import ApiClient, ApiSettings, NotFoundError, RetryPolicy
 
 ClientT = TypeVar("ClientT", bound=ApiClient)
@@ -73,6 +80,7 @@ class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
         self._settings: ApiSettings | None = None
         self._client: ClientT | None = None
         self._lock = threading.Lock()
+        self._on_destroy: str | None = None  # adoptedOnDestroy, read by delete()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"policy": self._policy}
@@ -84,6 +92,7 @@ class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
         with self._lock:
             self._settings = self.client_type.settings_type.from_config(req.config)
             self._client = None
+            self._on_destroy = on_destroy_from_config(req.config)
 
     def config_problems(self) -> list[str]:
         """What is wrong with the stack config, for check() to report before any call."""
@@ -114,6 +123,9 @@ class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Pure and call-free: the wanted view of the inputs against the old outputs."""
+        late = late_adoption(olds, news)
+        if late:
+            raise AdoptionError(late)
         wanted = self.desired_view(self.with_defaults(news))
         replaces, updates = diff_managed(olds, wanted, self.identity, self.mutable)
         updates.extend(key for key in self.regenerated if not olds.get(key))
@@ -142,13 +154,17 @@ class ConfiguredProvider(ResourceProvider, Generic[ClientT]):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """The object as the API has it now; a 404 means it is gone (Pulumi drops it)."""
         try:
-            return ReadResult(id_, self.read_state(id_, props))
+            return ReadResult(id_, carry(props, self.read_state(id_, props)))
         except NotFoundError:
             return ReadResult("", {})
 
     def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
         """The outputs for ``id_``, read from the API; raises NotFoundError when it is gone."""
         raise NotImplementedError
+
+    def releases(self, props: Mapping[str, Any]) -> bool:
+        """Whether delete must keep this object: adopted, and adoptedOnDestroy isn't delete."""
+        return releases_on_destroy(props, self._on_destroy)
 
 
 class OwnedResource(Resource):

@@ -10,6 +10,7 @@ State refers to the provider class by this module path: do not move or rename it
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,18 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, UpdateResult
 
+from components.adoption import (
+    ADOPTED,
+    Adopt,
+    AdoptionError,
+    adopt_input,
+    carry,
+    not_found,
+    pick_one,
+    qualified,
+    requested,
+    secret_input,
+)
 from components.api_http import NotFoundError, check_base_url
 from components.project import SEGMENT_ROUTE_PATH
 from components.provider import ConfiguredProvider, OwnedResource, is_unknown, unknown
@@ -53,6 +66,7 @@ DESTINATION_MUTABLE = (
     *MANAGED_SEND_SETTINGS,
     "shared_secret_rotation",
 )
+ADOPT_SHARED_SECRET_KEY = qualified("adoptDestinationSharedSecret")
 DESTINATION_OUTPUTS = ("destination_id", "subscription_id", "shared_secret")
 
 
@@ -69,6 +83,10 @@ class SegmentWebhookDestinationArgs:
     name: str = DEFAULT_NAME
     enabled: bool = True
     subscription_name: str = DEFAULT_SUBSCRIPTION_NAME
+    adopt: Adopt | None = None  # a hand-made destination to take over at create (adoption.py)
+    # The secret the adopted destination signs with now, kept at adoption (Segment only shows
+    # it masked), so the bridge accepts its deliveries from the first one.
+    adopt_shared_secret: pulumi.Input[str] | None = None
 
 
 # -- payload <-> state (pure) ------------------------------------------------------------------
@@ -87,13 +105,19 @@ def destination_inputs(args: SegmentWebhookDestinationArgs) -> dict[str, Any]:
         "subscription_name": args.subscription_name,
         "metadata_id": WEBHOOKS_ACTIONS_METADATA_ID,
         "action_id": WEBHOOKS_SEND_ACTION_ID,
+        "adopt": adopt_input(args.adopt),
+        "adopt_shared_secret": secret_input(args.adopt_shared_secret),
     }
 
 
 def _defaults() -> dict[str, Any]:
     """Every optional input's default, read off the args dataclass (their one place)."""
     blank = destination_inputs(SegmentWebhookDestinationArgs(source_id="", bridge_url=""))
-    return {key: value for key, value in blank.items() if key not in ("source_id", "bridge_url")}
+    return {
+        key: value
+        for key, value in blank.items()
+        if key not in ("source_id", "bridge_url", "adopt", "adopt_shared_secret")
+    }
 
 
 DEFAULTS: dict[str, Any] = _defaults()
@@ -305,6 +329,9 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_destination_defaults(props)
+        adopt = requested(inputs)
+        if adopt is not None:
+            return self._adopt(adopt, inputs)
         client = self.client()
         shared_secret = new_shared_secret()
         # Adopt what an interrupted `up` left behind (same source, kind and name) instead of
@@ -330,6 +357,81 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
             destination, subscription, shared_secret, inputs["shared_secret_rotation"]
         )
         return CreateResult(destination["id"], state)
+
+    def _adopt(self, adopt: Adopt, inputs: Mapping[str, Any]) -> CreateResult:
+        """Take the hand-made destination over in place: its secret, then its Send URL.
+
+        Two PATCHes in this order: the destination (name, enabled, the shared secret it
+        already signs with), then its one Send subscription (the bridge's URL, trigger,
+        settings). Segment reads both when it sends an event, so each event goes to the old
+        receiver or to the bridge, never both, and is signed with a secret the bridge knows.
+        """
+        client = self.client()
+        what = "Webhooks (Actions) destination"
+        if adopt.id:
+            try:
+                destination = client.get_destination(adopt.id)
+            except NotFoundError:
+                raise not_found(adopt, what) from None
+        else:
+            destination = pick_one(
+                adopt, what, client.list_destinations(), lambda d: d.get("name"), inputs["name"]
+            )
+        found = destination.get("id")
+        if (destination.get("metadata") or {}).get("id") != inputs["metadata_id"]:
+            raise AdoptionError(
+                f"config {adopt.key}: destination {found} is not a Webhooks (Actions) "
+                "destination; name the one that sends the app's events to Userflow"
+            )
+        if destination.get("sourceId") != inputs["source_id"]:
+            raise AdoptionError(
+                f"config {adopt.key}: destination {found} is on source "
+                f"{destination.get('sourceId')}, not on the app's source {inputs['source_id']} "
+                "(segmentAppSourceId / segmentAppSourceSlug)"
+            )
+        shared_secret = inputs.get("adopt_shared_secret")
+        if not shared_secret:
+            raise AdoptionError(
+                f"config {adopt.key}: adopting a destination needs the shared secret it signs "
+                f"with now, as {ADOPT_SHARED_SECRET_KEY} (a secret)"
+            )
+        # Every check comes before the first write: a refusal leaves their setup untouched.
+        send = self._adopted_send(adopt, str(found), inputs)
+        destination = client.update_destination(
+            str(found), update_destination_body(inputs, str(shared_secret))
+        )
+        subscription = (
+            client.create_subscription(str(found), create_subscription_body(inputs))
+            if send is None
+            else client.update_subscription(
+                str(found), str(send["id"]), update_subscription_input(inputs)
+            )
+        )
+        state = destination_state(
+            destination, subscription, str(shared_secret), inputs["shared_secret_rotation"]
+        )
+        state[ADOPTED] = True
+        return CreateResult(str(found), state)
+
+    def _adopted_send(
+        self, adopt: Adopt, destination_id: str, inputs: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The adopted destination's Send subscription to point at the bridge: its one enabled
+        one (the only one, if all are disabled; None: it has none, create ours)."""
+        sends = [
+            s for s in self.client().list_subscriptions(destination_id)
+            if s.get("actionId") == inputs["action_id"]
+        ]
+        enabled = [s for s in sends if s.get("enabled")]
+        if len(enabled) > 1:
+            ids = ", ".join(sorted(str(s.get("id")) for s in enabled))
+            raise AdoptionError(
+                f"config {adopt.key}: destination {destination_id} has {len(enabled)} enabled "
+                f"Send subscriptions ({ids}), each a delivery path of its own; disable or "
+                "delete all but one in the Segment app, then run `pulumi up` again"
+            )
+        chosen = enabled or (sends if len(sends) == 1 else [])
+        return chosen[0] if chosen else None
 
     def _ensure_subscription(
         self, destination_id: str, subscription_id: str | None, inputs: Mapping[str, Any]
@@ -384,10 +486,15 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
         state = destination_state(
             destination, subscription, shared_secret, inputs["shared_secret_rotation"]
         )
-        return UpdateResult(state)
+        return UpdateResult(carry(olds, state))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         client = self.client()
+        if self.releases(props):
+            # Adopted: kept, but disabled, since the bridge it sends to may be going away.
+            with contextlib.suppress(NotFoundError):  # already gone: nothing to release
+                client.update_destination(id_, {"enabled": False})
+            return
         subscription_id = props.get("subscription_id")
         if subscription_id:  # the real API may or may not cascade: don't leave one behind
             client.delete_subscription(id_, subscription_id)

@@ -17,7 +17,17 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, UpdateResult
 
-from components.api_http import ApiError
+from components.adoption import (
+    ADOPTED,
+    Adopt,
+    AdoptionError,
+    adopt_input,
+    carry,
+    not_found,
+    pick_one,
+    requested,
+)
+from components.api_http import ApiError, NotFoundError
 from components.provider import ConfiguredProvider, OwnedResource, is_unknown
 from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, SegmentClient
 
@@ -38,6 +48,7 @@ class SegmentSourceArgs:
     name: pulumi.Input[str]  # display name in the Segment app
     enabled: pulumi.Input[bool] = True
     metadata_id: str = HTTP_API_SOURCE_METADATA_ID  # catalog id: HTTP API source
+    adopt: Adopt | None = None  # a hand-made source to take over at create (adoption.py)
 
 
 # -- payload <-> state (pure) ------------------------------------------------------------------
@@ -49,6 +60,7 @@ def source_inputs(args: SegmentSourceArgs) -> dict[str, Any]:
         "name": args.name,
         "enabled": args.enabled,
         "metadata_id": args.metadata_id,
+        "adopt": adopt_input(args.adopt),
     }
 
 
@@ -151,9 +163,14 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_source_defaults(props)
         client = self.client()
+        adopt = requested(inputs)
         # An interrupted `up` may have created the source already: adopt it, don't duplicate
         # (pulumi import does not work for dynamic resources).
-        source = client.find_source_by_slug(inputs["slug"])
+        source = (
+            self._adopted(adopt, inputs)
+            if adopt is not None
+            else client.find_source_by_slug(inputs["slug"])
+        )
         if source is None:
             try:
                 source = client.create_source(create_source_body(inputs))
@@ -172,7 +189,43 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
         if source_needs_update(source, inputs):
             source = client.update_source(source["id"], update_source_body(inputs))
         write_key = self._write_key(source, None, inputs["slug"])
-        return CreateResult(source["id"], source_state(source, write_key))
+        state = source_state(source, write_key)
+        if adopt is not None:
+            state[ADOPTED] = True
+        return CreateResult(source["id"], state)
+
+    def _adopted(self, adopt: Adopt, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The hand-made source ``adopt`` names, renamed to the stack's slug.
+
+        Only its slug and display name change: its write key, and so whatever already sends
+        to it with that key, keep working; one naming rule holds for adopted and new sources.
+        """
+        client = self.client()
+        what = "Segment source"
+        if adopt.id:
+            try:
+                source = client.get_source(adopt.id)
+            except NotFoundError:
+                raise not_found(adopt, what) from None
+        else:
+            source = pick_one(
+                adopt, what, client.list_sources(), lambda s: s.get("slug"), inputs["slug"]
+            )
+        if (source.get("metadata") or {}).get("id") != inputs["metadata_id"]:
+            raise AdoptionError(
+                f"config {adopt.key}: Segment source {source.get('id')} is not an HTTP API "
+                "source, so Userflow's events can't be sent to it; name the HTTP API source"
+            )
+        if source.get("slug") != inputs["slug"]:
+            taken = client.find_source_by_slug(inputs["slug"])
+            if taken is not None:
+                raise AdoptionError(
+                    f"config {adopt.key}: the stack's slug {inputs['slug']!r} already belongs "
+                    f"to source {taken.get('id')}; adopt that one, or rename or delete it"
+                )
+            body = {"slug": inputs["slug"], **update_source_body(inputs)}
+            source = client.update_source(str(source["id"]), body)
+        return source
 
     def _write_key(self, source: Mapping[str, Any], previous: str | None, slug: str) -> str:
         """The source's write key; an empty list means no permission, or no key at all.
@@ -200,9 +253,11 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
         inputs = with_source_defaults(news)
         source = self.client().update_source(id_, update_source_body(inputs))
         write_key = self._write_key(source, olds.get("write_key"), inputs["slug"])
-        return UpdateResult(source_state(source, write_key))
+        return UpdateResult(carry(olds, source_state(source, write_key)))
 
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        if self.releases(props):
+            return  # adopted: the source and the events it holds stay (components/adoption.py)
         self.client().delete_source(id_)
 
 

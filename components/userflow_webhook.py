@@ -9,6 +9,7 @@ State refers to the provider class by this module path: do not move or rename it
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,17 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, UpdateResult
 
-from components.api_http import check_base_url
+from components.adoption import (
+    ADOPTED,
+    Adopt,
+    AdoptionError,
+    adopt_input,
+    carry,
+    not_found,
+    pick_one,
+    requested,
+)
+from components.api_http import NotFoundError, check_base_url
 from components.project import USERFLOW_ROUTE_PATH
 from components.provider import ConfiguredProvider, OwnedResource, is_unknown, unknown
 from components.userflow_api import API_VERSION, TOPIC_FORMS, TOPIC_PATTERN, UserflowClient
@@ -46,6 +57,7 @@ class UserflowWebhookSubscriptionArgs:
 
     bridge_url: pulumi.Input[str]  # https://… (http://127.0.0.1:… only for the local stack)
     topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS))
+    adopt: Adopt | None = None  # a hand-made subscription to take over (by id, or by URL)
 
 
 # -- payload <-> state (pure) ------------------------------------------------------------------
@@ -56,6 +68,7 @@ def webhook_inputs(args: UserflowWebhookSubscriptionArgs) -> dict[str, Any]:
         "bridge_url": args.bridge_url,
         "topics": list(args.topics) or list(DEFAULT_TOPICS),
         "api_version": API_VERSION,
+        "adopt": adopt_input(args.adopt),
     }
 
 
@@ -162,6 +175,9 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowClient]):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = with_webhook_defaults(props)
+        adopt = requested(inputs)
+        if adopt is not None:
+            return self._adopt(adopt, inputs)
         client = self.client()
         url = webhook_endpoint(inputs["bridge_url"])
         # Adopt what an interrupted `up` left behind (same url) instead of a second one, which
@@ -189,6 +205,41 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowClient]):
             )
         return CreateResult(str(subscription["id"]), state)
 
+    def _adopt(self, adopt: Adopt, inputs: Mapping[str, Any]) -> CreateResult:
+        """Take the hand-made subscription over in place: one PATCH moves its URL (and topics)
+        to the bridge and keeps its secret, so Userflow sends each notification to the old
+        receiver or to the bridge, never both, signed with a secret the bridge is given."""
+        client = self.client()
+        what = "Userflow webhook subscription"
+        if adopt.id:
+            try:
+                subscription = client.get_webhook_subscription(adopt.id)
+            except NotFoundError:
+                raise not_found(adopt, what) from None
+        else:
+            subscription = pick_one(
+                adopt,
+                what,
+                client.list_webhook_subscriptions(),
+                lambda s: s.get("url"),
+                webhook_endpoint(inputs["bridge_url"]),
+            )
+        found = str(subscription["id"])
+        if not subscription.get("secret"):
+            subscription = client.get_webhook_subscription(found)
+        secret = subscription.get("secret")
+        if not secret:
+            raise AdoptionError(
+                f"config {adopt.key}: Userflow returned no secret for subscription {found}, so "
+                "the bridge could not verify its deliveries; unset the key to create a new one"
+            )
+        switched = client.update_webhook_subscription(
+            found, {**update_webhook_body(inputs), "disabled": False}
+        )
+        state = webhook_state(switched, str(secret))
+        state[ADOPTED] = True
+        return CreateResult(found, state)
+
     def read_state(self, id_: str, props: dict[str, Any]) -> dict[str, Any]:
         subscription = self.client().get_webhook_subscription(id_)
         return webhook_state(subscription, props.get("secret"))
@@ -196,9 +247,14 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowClient]):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_webhook_defaults(news)
         subscription = self.client().update_webhook_subscription(id_, update_webhook_body(inputs))
-        return UpdateResult(webhook_state(subscription, olds.get("secret")))
+        return UpdateResult(carry(olds, webhook_state(subscription, olds.get("secret"))))
 
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        if self.releases(props):
+            # Adopted: kept, but disabled, since the bridge it sends to may be going away.
+            with contextlib.suppress(NotFoundError):  # already gone: nothing to release
+                self.client().update_webhook_subscription(id_, {"disabled": True})
+            return
         self.client().delete_webhook_subscription(id_)
 
 
