@@ -4,6 +4,11 @@
 ``SegmentSourceLookup`` resolves an existing source's slug to its id without owning it, so the
 token stays in the provider process instead of the Pulumi program.
 
+Write key rotation (bump ``write_key_rotation``): a source holds several write keys, so `up`
+mints a new one and hands it out (the bridge writes with the first key of its secret) while
+the old one keeps working at Segment; a later `up`, once the overlap has passed (every bridge
+function has re-read its secret), deletes the old key from the source.
+
 State refers to the provider classes by this module path: do not move or rename them.
 """
 
@@ -15,10 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
 
 from components.api_http import ApiError
 from components.provider import ConfiguredProvider, OwnedResource, is_unknown
+from components.rotation import (
+    DEFAULT_OVERLAP_SECONDS,
+    is_due,
+    now,
+    overlap_seconds,
+    step_pending,
+    with_step_due,
+)
 from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, SegmentClient
 
 # Segment slugs: lowercase letters, digits, hyphens and underscores, starting with a letter or
@@ -26,8 +39,10 @@ from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, Segme
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 SOURCE_IDENTITY = ("slug", "metadata_id")  # a different slug or kind is a different source
-SOURCE_MUTABLE = ("name", "enabled")
-SOURCE_OUTPUTS = ("source_id", "write_key")
+SOURCE_MUTABLE = ("name", "enabled", "write_key_rotation")
+# The old write key, kept valid at Segment until `previous_write_key_until` (epoch seconds).
+ROTATION_STATE = ("previous_write_key", "previous_write_key_until")
+SOURCE_OUTPUTS = ("source_id", "write_key", *ROTATION_STATE)
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class SegmentSourceArgs:
     name: pulumi.Input[str]  # display name in the Segment app
     enabled: pulumi.Input[bool] = True
     metadata_id: str = HTTP_API_SOURCE_METADATA_ID  # catalog id: HTTP API source
+    write_key_rotation: int = 0  # bump to mint a new write key and retire the old one
+    rotation_overlap_seconds: int = DEFAULT_OVERLAP_SECONDS  # how long the old key stays valid
 
 
 # -- payload <-> state (pure) ------------------------------------------------------------------
@@ -49,6 +66,8 @@ def source_inputs(args: SegmentSourceArgs) -> dict[str, Any]:
         "name": args.name,
         "enabled": args.enabled,
         "metadata_id": args.metadata_id,
+        "write_key_rotation": args.write_key_rotation,
+        "rotation_overlap_seconds": args.rotation_overlap_seconds,
     }
 
 
@@ -58,6 +77,8 @@ def with_source_defaults(news: Mapping[str, Any]) -> dict[str, Any]:
         inputs["enabled"] = True
     if not inputs.get("metadata_id"):
         inputs["metadata_id"] = HTTP_API_SOURCE_METADATA_ID
+    if inputs.get("write_key_rotation") is None:
+        inputs["write_key_rotation"] = 0
     return inputs
 
 
@@ -122,6 +143,13 @@ def source_state(source: Mapping[str, Any], write_key: str | None) -> dict[str, 
     }
 
 
+def rotation_state(props: Mapping[str, Any], rotation: Any) -> dict[str, Any]:
+    """The rotation outputs carried from `props`, with the completed rotation number."""
+    state: dict[str, Any] = {key: props.get(key) for key in ROTATION_STATE}
+    state["write_key_rotation"] = rotation
+    return state
+
+
 def no_write_key_message(slug: str) -> str:
     return (
         f"Segment returned no write key for source {slug!r}: the Public API token "
@@ -172,7 +200,9 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
         if source_needs_update(source, inputs):
             source = client.update_source(source["id"], update_source_body(inputs))
         write_key = self._write_key(source, None, inputs["slug"])
-        return CreateResult(source["id"], source_state(source, write_key))
+        state = source_state(source, write_key)
+        state.update(rotation_state({}, inputs["write_key_rotation"]))
+        return CreateResult(source["id"], state)
 
     def _write_key(self, source: Mapping[str, Any], previous: str | None, slug: str) -> str:
         """The source's write key; an empty list means no permission, or no key at all.
@@ -194,13 +224,39 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
         # No key listed (deleted out of band, or the token lost Source Admin) reads as None,
         # which diff() turns into an update that mints a key or says what permission is missing.
         write_key = pick_write_key(list(source.get("writeKeys") or []), props.get("write_key"))
-        return source_state(source, write_key)
+        state = source_state(source, write_key)
+        state.update(rotation_state(props, props.get("write_key_rotation")))
+        return state
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """The pure diff, plus an update while an old write key waits to be removed."""
+        pending = step_pending(olds, ("previous_write_key_until",), "write_key_rotation",
+                               with_source_defaults(news))
+        return with_step_due(super().diff(id_, olds, news), pending)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_source_defaults(news)
-        source = self.client().update_source(id_, update_source_body(inputs))
-        write_key = self._write_key(source, olds.get("write_key"), inputs["slug"])
-        return UpdateResult(source_state(source, write_key))
+        client = self.client()
+        at, overlap = now(), overlap_seconds(inputs)
+        rotation = rotation_state(olds, olds.get("write_key_rotation"))
+        previous = rotation["previous_write_key"]
+        if previous and is_due(rotation["previous_write_key_until"], at):
+            # Every bridge function has re-read its secret since the switch: retire the key.
+            client.remove_write_key(id_, str(previous))
+            rotation.update(previous_write_key=None, previous_write_key_until=None)
+        current = olds.get("write_key")
+        if (olds.get("write_key_rotation") or 0) == inputs["write_key_rotation"]:
+            rotation["write_key_rotation"] = inputs["write_key_rotation"]
+        elif not rotation["previous_write_key"]:  # one rotation at a time
+            new_key = client.add_write_key(id_)
+            rotation.update(previous_write_key=current, previous_write_key_until=at + overlap,
+                            write_key_rotation=inputs["write_key_rotation"])
+            current = new_key
+        source = client.update_source(id_, update_source_body(inputs))
+        write_key = self._write_key(source, current, inputs["slug"])
+        state = source_state(source, write_key)
+        state.update(rotation)
+        return UpdateResult(state)
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         self.client().delete_source(id_)
@@ -226,7 +282,7 @@ class SegmentSource(OwnedResource, module="segment", name="Source"):
             resource_name,
             source_inputs(args),
             SOURCE_OUTPUTS,
-            ["write_key"],
+            ["write_key", "previous_write_key"],
             opts,
         )
 
