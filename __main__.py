@@ -29,6 +29,9 @@ def integration_args(config: StackConfig, bridge_url: pulumi.Input[str]) -> Inte
         batch_size=config.segment_batch_size,
         shared_secret_rotation=config.shared_secret_rotation,
         userflow_topics=list(config.userflow_topics or ()),
+        write_key_rotation=config.write_key_rotation,
+        userflow_webhook_rotation=config.userflow_webhook_rotation,
+        rotation_overlap_seconds=config.rotation_overlap_seconds,
     )
 
 
@@ -58,8 +61,8 @@ if bridge:
         BridgeSecretValues(
             userflow_api_key=config.userflow_api_key,
             segment_write_key=integration.write_key,
-            segment_shared_secret=integration.shared_secret,
-            userflow_webhook_secret=integration.userflow_webhook_secret,
+            segment_shared_secret=integration.bridge_shared_secrets,
+            userflow_webhook_secret=integration.bridge_userflow_webhook_secrets,
         )
     )
     for export_name, output in bridge.exports.items():

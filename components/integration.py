@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.project import component_type
+from components.rotation import DEFAULT_OVERLAP_SECONDS
 from components.segment_destination import (
     DEFAULT_EVENT_TYPES,
     SegmentWebhookDestination,
@@ -48,6 +49,11 @@ class IntegrationArgs:
     batch_size: int = SegmentWebhookDestinationArgs.batch_size
     shared_secret_rotation: int = SegmentWebhookDestinationArgs.shared_secret_rotation
     userflow_topics: list[str] = field(default_factory=list)
+    # Bump to rotate the Userflow source's write key / the Userflow webhook secret.
+    write_key_rotation: int = SegmentSourceArgs.write_key_rotation
+    userflow_webhook_rotation: int = UserflowWebhookSubscriptionArgs.secret_rotation
+    # The wait between a rotation's steps (at least the bridge's secret cache TTL).
+    rotation_overlap_seconds: int = DEFAULT_OVERLAP_SECONDS
 
 
 def userflow_source_slug(environment: str) -> str:
@@ -70,6 +76,10 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
     shared_secret: pulumi.Output[str]
     userflow_subscription_id: pulumi.Output[str]
     userflow_webhook_secret: pulumi.Output[str]
+    # What the bridge's secrets hold: the secret in use first, then any other it must still
+    # accept while a rotation overlaps (comma-separated).
+    bridge_shared_secrets: pulumi.Output[str]
+    bridge_userflow_webhook_secrets: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: IntegrationArgs, opts: pulumi.ResourceOptions | None = None
@@ -83,7 +93,10 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
         userflow_source = SegmentSource(
             f"{name}-userflow-source",
             SegmentSourceArgs(
-                slug=userflow_source_slug(environment), name=f"Userflow ({environment})"
+                slug=userflow_source_slug(environment),
+                name=f"Userflow ({environment})",
+                write_key_rotation=args.write_key_rotation,
+                rotation_overlap_seconds=args.rotation_overlap_seconds,
             ),
             child,
         )
@@ -96,6 +109,7 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
                 batching=args.batching,
                 batch_size=args.batch_size,
                 shared_secret_rotation=args.shared_secret_rotation,
+                rotation_overlap_seconds=args.rotation_overlap_seconds,
                 # Per environment, so two stacks sharing an app source never adopt each other's.
                 name=f"Userflow bridge ({environment})",
             ),
@@ -106,6 +120,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
             UserflowWebhookSubscriptionArgs(
                 bridge_url=args.bridge_url,
                 topics=list(args.userflow_topics) or list(DEFAULT_TOPICS),
+                secret_rotation=args.userflow_webhook_rotation,
+                rotation_overlap_seconds=args.rotation_overlap_seconds,
             ),
             child,
         )
@@ -118,6 +134,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
         self.shared_secret = pulumi.Output.secret(destination.shared_secret)
         self.userflow_subscription_id = webhook.subscription_id
         self.userflow_webhook_secret = pulumi.Output.secret(webhook.secret)
+        self.bridge_shared_secrets = pulumi.Output.secret(destination.accepted_shared_secrets)
+        self.bridge_userflow_webhook_secrets = pulumi.Output.secret(webhook.accepted_secrets)
         self.register_outputs(
             {
                 "app_source_id": self.app_source_id,
@@ -129,6 +147,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
                 "shared_secret": self.shared_secret,
                 "userflow_subscription_id": self.userflow_subscription_id,
                 "userflow_webhook_secret": self.userflow_webhook_secret,
+                "bridge_shared_secrets": self.bridge_shared_secrets,
+                "bridge_userflow_webhook_secrets": self.bridge_userflow_webhook_secrets,
             }
         )
 

@@ -230,6 +230,8 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """The pure diff, plus an update while an old write key waits to be removed."""
+        # State written before rotation existed has no number: it never rotated (0).
+        olds = {**olds, "write_key_rotation": olds.get("write_key_rotation") or 0}
         pending = step_pending(olds, ("previous_write_key_until",), "write_key_rotation",
                                with_source_defaults(news))
         return with_step_due(super().diff(id_, olds, news), pending)

@@ -245,6 +245,8 @@ class UserflowWebhookSubscriptionProvider(ConfiguredProvider[UserflowClient]):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """The pure diff, plus an update while a rotation step waits (switch, or drop)."""
+        # State written before rotation existed has no number: it never rotated (0).
+        olds = {**olds, "secret_rotation": olds.get("secret_rotation") or 0}
         pending = step_pending(olds, ("next_since", "previous_secret_until"), "secret_rotation",
                                with_webhook_defaults(news))
         return with_step_due(super().diff(id_, olds, news), pending)
