@@ -19,6 +19,8 @@ from typing import Any
 
 from pulumi.dynamic import DiffResult
 
+from components.provider import is_unknown
+
 DEFAULT_OVERLAP_SECONDS = 900
 # What a bridge secret list is split on: never part of a generated secret, a write key or a
 # Userflow secret (hex / alphanumeric).
@@ -51,6 +53,18 @@ def overlap_seconds(inputs: Mapping[str, Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         return float(DEFAULT_OVERLAP_SECONDS)
     return float(value)
+
+
+def overlap_problems(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """check(): the overlap, when given and known, is a whole number of seconds >= 0."""
+    value = inputs.get("rotation_overlap_seconds")
+    if value is None or is_unknown(value):
+        return []
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
+            or int(value) != value:
+        return [("rotation_overlap_seconds",
+                 "rotation_overlap_seconds must be a whole number of seconds >= 0")]
+    return []
 
 
 def with_step_due(result: DiffResult, due: bool) -> DiffResult:

@@ -33,6 +33,7 @@ from components.rotation import (
     accepted,
     is_due,
     now,
+    overlap_problems,
     overlap_seconds,
     step_pending,
     with_step_due,
@@ -339,6 +340,7 @@ def validate_destination_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, st
         value = inputs.get(key)
         if not is_unknown(value) and (not isinstance(value, str) or not value.strip()):
             failures.append((key, f"{key} must be a non-empty name"))
+    failures.extend(overlap_problems(inputs))
     return failures
 
 

@@ -28,6 +28,7 @@ from components.rotation import (
     DEFAULT_OVERLAP_SECONDS,
     is_due,
     now,
+    overlap_problems,
     overlap_seconds,
     step_pending,
     with_step_due,
@@ -103,6 +104,7 @@ def validate_source_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
         failures.append(("name", "name must be a non-empty display name"))
     if not is_unknown(inputs.get("enabled")) and not isinstance(inputs.get("enabled"), bool):
         failures.append(("enabled", "enabled must be true or false"))
+    failures.extend(overlap_problems(inputs))
     return failures
 
 

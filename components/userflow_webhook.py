@@ -35,6 +35,7 @@ from components.rotation import (
     accepted,
     is_due,
     now,
+    overlap_problems,
     overlap_seconds,
     step_pending,
     with_step_due,
@@ -186,6 +187,7 @@ def validate_webhook_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
                 )
     if inputs.get("api_version") not in (None, API_VERSION):
         failures.append(("api_version", f"api_version must be {API_VERSION}"))
+    failures.extend(overlap_problems(inputs))
     return failures
 
 

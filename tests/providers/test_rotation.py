@@ -304,3 +304,59 @@ def test_delete_during_a_webhook_rotation_leaves_no_subscription(
     assert len(userflow.state()["webhook_subscriptions"]) == 2
     provider.delete(created.id, dict(step1 or {}))
     assert userflow.state()["webhook_subscriptions"] == []
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "600", True])
+def test_each_provider_refuses_a_bad_overlap(bad: Any) -> None:
+    checks = [
+        SegmentWebhookDestinationProvider().check(
+            {}, destination_inputs(SegmentWebhookDestinationArgs(source_id="s", bridge_url=BRIDGE))
+            | {"rotation_overlap_seconds": bad}),
+        SegmentSourceProvider().check(
+            {}, source_inputs(SegmentSourceArgs(slug="u", name="U"))
+            | {"rotation_overlap_seconds": bad}),
+        UserflowWebhookSubscriptionProvider().check(
+            {}, webhook_inputs(UserflowWebhookSubscriptionArgs(bridge_url=BRIDGE))
+            | {"rotation_overlap_seconds": bad}),
+    ]
+    for result in checks:
+        assert [f.property for f in result.failures
+                if f.property != "config"] == ["rotation_overlap_seconds"]
+
+
+def test_a_second_bump_waits_for_the_first_rotation_to_finish(
+    segment: Sandbox, userflow: Sandbox, clock: Clock
+) -> None:
+    destinations = configured(SegmentWebhookDestinationProvider(FAST_RETRIES),
+                              segmentApiUrl=segment.url, segmentToken=SEGMENT_TOKEN)
+    inputs = destinations.check({}, destination_inputs(SegmentWebhookDestinationArgs(
+        source_id=_app_source(segment), bridge_url=BRIDGE,
+        rotation_overlap_seconds=OVERLAP))).inputs
+    created = destinations.create(inputs)
+    clock.advance(OVERLAP)
+    once = dict(destinations.update(created.id, dict(created.outs or {}),
+                                    {**inputs, "shared_secret_rotation": 1}).outs or {})
+    # WHEN bumped again while the old secret is still accepted THEN no second switch yet
+    twice = {**inputs, "shared_secret_rotation": 2}
+    clock.advance(OVERLAP - 1)
+    waiting = dict(destinations.update(created.id, once, twice).outs or {})
+    assert waiting["shared_secret"] == once["shared_secret"]
+    assert waiting["shared_secret_rotation"] == 1
+    # WHEN the old secret's overlap is over THEN it is dropped and the second switch runs
+    clock.advance(1)
+    second = dict(destinations.update(created.id, waiting, twice).outs or {})
+    assert second["shared_secret"] == once["next_shared_secret"]
+    assert second["previous_shared_secret"] == once["shared_secret"]
+    assert once["previous_shared_secret"] not in split(second["accepted_shared_secrets"])
+
+    webhooks = configured(UserflowWebhookSubscriptionProvider(FAST_RETRIES),
+                          userflowApiUrl=userflow.url, userflowApiKey=USERFLOW_KEY)
+    hook_inputs = webhooks.check({}, webhook_inputs(UserflowWebhookSubscriptionArgs(
+        bridge_url=BRIDGE, rotation_overlap_seconds=OVERLAP))).inputs
+    hook = webhooks.create(hook_inputs)
+    step1 = dict(webhooks.update(hook.id, dict(hook.outs or {}),
+                                 {**hook_inputs, "secret_rotation": 1}).outs or {})
+    again = dict(webhooks.update(hook.id, step1, {**hook_inputs, "secret_rotation": 2}).outs or {})
+    # THEN a bump during step 1 makes no third subscription
+    assert len(userflow.state()["webhook_subscriptions"]) == 2
+    assert again["next_subscription_id"] == step1["next_subscription_id"]
