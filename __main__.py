@@ -33,6 +33,9 @@ def integration_args(config: StackConfig, bridge_url: pulumi.Input[str]) -> Inte
         adopt_destination=config.adoption.destination,
         adopt_destination_shared_secret=config.adoption.destination_shared_secret,
         adopt_userflow_webhook=config.adoption.userflow_webhook,
+        write_key_rotation=config.write_key_rotation,
+        userflow_webhook_rotation=config.userflow_webhook_rotation,
+        rotation_overlap_seconds=config.rotation_overlap_seconds,
     )
 
 
@@ -62,8 +65,8 @@ if bridge:
         BridgeSecretValues(
             userflow_api_key=config.userflow_api_key,
             segment_write_key=integration.write_key,
-            segment_shared_secret=integration.shared_secret,
-            userflow_webhook_secret=integration.userflow_webhook_secret,
+            segment_shared_secret=integration.bridge_shared_secrets,
+            userflow_webhook_secret=integration.bridge_userflow_webhook_secrets,
         )
     )
     for export_name, output in bridge.exports.items():

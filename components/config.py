@@ -180,6 +180,10 @@ class StackConfig:
     segment_batching: bool
     segment_batch_size: int
     shared_secret_rotation: int
+    write_key_rotation: int
+    userflow_webhook_rotation: int
+    rotation_overlap_seconds: int
+    """Wait between a rotation's steps; at least secrets_ttl_seconds (the bridge's cache)."""
     userflow_api_url: str
     userflow_api_key: pulumi.Output[str]
     userflow_topics: tuple[str, ...] | None
@@ -524,6 +528,11 @@ def parse_stack(
     period = read.integer("alarmPeriodSeconds", 10, 86_400)
     if period not in (10, 30) and period % 60:
         read.fail("alarmPeriodSeconds", "must be 10, 30 or a multiple of 60")
+    secrets_ttl = read.integer("secretsTtlSeconds", 0, 3600)
+    overlap = read.integer("rotationOverlapSeconds", 0, 7 * 86_400)
+    if overlap < secrets_ttl and not read.failed("secretsTtlSeconds"):
+        # A rotation step must wait until every bridge function re-read its secrets.
+        read.fail("rotationOverlapSeconds", "must be >= secretsTtlSeconds")
     log_retention = read.integer("logRetentionDays", 1, 3653)
     if log_retention not in LOG_RETENTION_DAYS and not read.failed("logRetentionDays"):
         read.fail("logRetentionDays", "must be one of " + ", ".join(map(str, LOG_RETENTION_DAYS)))
@@ -544,6 +553,9 @@ def parse_stack(
         segment_batching=read.boolean("segmentBatching"),
         segment_batch_size=read.integer("segmentBatchSize", 1, 1000),
         shared_secret_rotation=read.integer("sharedSecretRotation", 0, 1_000_000),
+        write_key_rotation=read.integer("writeKeyRotation", 0, 1_000_000),
+        userflow_webhook_rotation=read.integer("userflowWebhookRotation", 0, 1_000_000),
+        rotation_overlap_seconds=overlap,
         userflow_api_url=read.url("userflowApiUrl", USERFLOW_API_URL, local),
         userflow_api_key=secrets.get("userflowApiKey", pulumi.Output.secret("")),
         userflow_topics=_topics(read),
@@ -562,7 +574,7 @@ def parse_stack(
         api_throttle_burst_limit=read.integer("apiThrottleBurstLimit", 1, 5000),
         api_throttle_rate_limit=read.number("apiThrottleRateLimit", 1.0, 10_000.0),
         secret_recovery_window_days=recovery,
-        secrets_ttl_seconds=read.integer("secretsTtlSeconds", 0, 3600),
+        secrets_ttl_seconds=secrets_ttl,
         alarm_topic_arn=_alarm_topic(read),
         alarm_dead_letter_threshold=read.integer("alarmDeadLetterThreshold", 1, 100_000),
         alarm_delivery_errors_threshold=read.integer("alarmDeliveryErrorsThreshold", 1, 100_000),

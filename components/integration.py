@@ -18,6 +18,7 @@ import pulumi
 
 from components.adoption import Adopt
 from components.project import component_type
+from components.rotation import DEFAULT_OVERLAP_SECONDS
 from components.segment_destination import (
     DEFAULT_EVENT_TYPES,
     SegmentWebhookDestination,
@@ -55,6 +56,11 @@ class IntegrationArgs:
     adopt_destination: Adopt | None = None  # the hand-made Webhooks (Actions) destination…
     adopt_destination_shared_secret: pulumi.Input[str] | None = None  # …and what it signs with
     adopt_userflow_webhook: Adopt | None = None  # the hand-made Userflow webhook subscription
+    # Bump to rotate the Userflow source's write key / the Userflow webhook secret.
+    write_key_rotation: int = SegmentSourceArgs.write_key_rotation
+    userflow_webhook_rotation: int = UserflowWebhookSubscriptionArgs.secret_rotation
+    # The wait between a rotation's steps (at least the bridge's secret cache TTL).
+    rotation_overlap_seconds: int = DEFAULT_OVERLAP_SECONDS
 
 
 def userflow_source_slug(environment: str) -> str:
@@ -77,6 +83,10 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
     shared_secret: pulumi.Output[str]
     userflow_subscription_id: pulumi.Output[str]
     userflow_webhook_secret: pulumi.Output[str]
+    # What the bridge's secrets hold: the secret in use first, then any other it must still
+    # accept while a rotation overlaps (comma-separated).
+    bridge_shared_secrets: pulumi.Output[str]
+    bridge_userflow_webhook_secrets: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: IntegrationArgs, opts: pulumi.ResourceOptions | None = None
@@ -93,6 +103,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
                 slug=userflow_source_slug(environment),
                 name=f"Userflow ({environment})",
                 adopt=args.adopt_userflow_source,
+                write_key_rotation=args.write_key_rotation,
+                rotation_overlap_seconds=args.rotation_overlap_seconds,
             ),
             child,
         )
@@ -105,6 +117,7 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
                 batching=args.batching,
                 batch_size=args.batch_size,
                 shared_secret_rotation=args.shared_secret_rotation,
+                rotation_overlap_seconds=args.rotation_overlap_seconds,
                 # Per environment, so two stacks sharing an app source never adopt each other's.
                 name=f"Userflow bridge ({environment})",
                 adopt=args.adopt_destination,
@@ -118,6 +131,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
                 bridge_url=args.bridge_url,
                 topics=list(args.userflow_topics) or list(DEFAULT_TOPICS),
                 adopt=args.adopt_userflow_webhook,
+                secret_rotation=args.userflow_webhook_rotation,
+                rotation_overlap_seconds=args.rotation_overlap_seconds,
             ),
             child,
         )
@@ -130,6 +145,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
         self.shared_secret = pulumi.Output.secret(destination.shared_secret)
         self.userflow_subscription_id = webhook.subscription_id
         self.userflow_webhook_secret = pulumi.Output.secret(webhook.secret)
+        self.bridge_shared_secrets = pulumi.Output.secret(destination.accepted_shared_secrets)
+        self.bridge_userflow_webhook_secrets = pulumi.Output.secret(webhook.accepted_secrets)
         self.register_outputs(
             {
                 "app_source_id": self.app_source_id,
@@ -141,6 +158,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
                 "shared_secret": self.shared_secret,
                 "userflow_subscription_id": self.userflow_subscription_id,
                 "userflow_webhook_secret": self.userflow_webhook_secret,
+                "bridge_shared_secrets": self.bridge_shared_secrets,
+                "bridge_userflow_webhook_secrets": self.bridge_userflow_webhook_secrets,
             }
         )
 

@@ -110,6 +110,11 @@ class SegmentClient(ApiClient):
         data = self._data("POST", f"/sources/{source_id}/writekey", "add write key", source_id)
         return str(data["writeKey"])
 
+    def remove_write_key(self, source_id: str, write_key: str) -> None:
+        """Revoke one write key (alpha endpoint, like add_write_key); already gone is fine.
+        Errors name the source, never the key."""
+        self._delete(f"/sources/{source_id}/writekey/{write_key}", "remove write key", source_id)
+
     def list_sources(self) -> Iterator[dict[str, Any]]:
         return self._paginate("/sources", "list sources", "sources", MEDIA_V1)
 

@@ -5,6 +5,13 @@ The provider generates that secret (a secret output) and keeps it across updates
 when ``shared_secret_rotation`` changes (bump the number to rotate), or when a refresh shows the
 secret was removed out of band.
 
+Rotation without a rejected delivery: the provider always keeps the *next* secret staged
+(``next_shared_secret``), and the bridge accepts it from the moment it is staged
+(``accepted_shared_secrets``: current, next, previous). A bump hands Segment the staged secret
+only once it has been staged for the overlap (so every bridge function has re-read it), keeps
+the old one accepted for another overlap (deliveries Segment signed before the switch), and
+stages a fresh next one; a later `up` drops the old one. See components/rotation.py.
+
 State refers to the provider class by this module path: do not move or rename it.
 """
 
@@ -17,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, UpdateResult
 
 from components.adoption import (
     ADOPTED,
@@ -34,6 +41,16 @@ from components.adoption import (
 from components.api_http import NotFoundError, check_base_url
 from components.project import SEGMENT_ROUTE_PATH
 from components.provider import ConfiguredProvider, OwnedResource, is_unknown, unknown
+from components.rotation import (
+    DEFAULT_OVERLAP_SECONDS,
+    accepted,
+    is_due,
+    now,
+    overlap_problems,
+    overlap_seconds,
+    step_pending,
+    with_step_due,
+)
 from components.segment_api import (
     BATCH_SIZE_RANGE,
     WEBHOOKS_ACTIONS_METADATA_ID,
@@ -67,7 +84,18 @@ DESTINATION_MUTABLE = (
     "shared_secret_rotation",
 )
 ADOPT_SHARED_SECRET_KEY = qualified("adoptDestinationSharedSecret")
-DESTINATION_OUTPUTS = ("destination_id", "subscription_id", "shared_secret")
+# State kept for rotation (components/rotation.py): the staged next secret and when it was
+# staged, the previous secret and when it may be dropped, and the list the bridge accepts.
+ROTATION_STATE = (
+    "next_shared_secret",
+    "next_shared_secret_at",
+    "previous_shared_secret",
+    "previous_shared_secret_until",
+    "accepted_shared_secrets",
+)
+DESTINATION_OUTPUTS = ("destination_id", "subscription_id", "shared_secret", *ROTATION_STATE)
+SECRET_OUTPUTS = [
+    "shared_secret", "next_shared_secret", "previous_shared_secret", "accepted_shared_secrets"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,7 @@ class SegmentWebhookDestinationArgs:
     batching: bool = False
     batch_size: int = 100  # events per delivery when batching (1..4000)
     shared_secret_rotation: int = 0  # bump to generate a new shared secret
+    rotation_overlap_seconds: int = DEFAULT_OVERLAP_SECONDS  # wait between rotation steps
     name: str = DEFAULT_NAME
     enabled: bool = True
     subscription_name: str = DEFAULT_SUBSCRIPTION_NAME
@@ -100,6 +129,7 @@ def destination_inputs(args: SegmentWebhookDestinationArgs) -> dict[str, Any]:
         "batching": args.batching,
         "batch_size": args.batch_size,
         "shared_secret_rotation": args.shared_secret_rotation,
+        "rotation_overlap_seconds": args.rotation_overlap_seconds,
         "name": args.name,
         "enabled": args.enabled,
         "subscription_name": args.subscription_name,
@@ -257,6 +287,36 @@ def new_shared_secret() -> str:
     return secrets.token_hex(SHARED_SECRET_BYTES)
 
 
+def shared_secret_rotation_state(
+    olds: Mapping[str, Any], current: str, rotate: bool, at: float, overlap: float
+) -> tuple[str, dict[str, Any], bool]:
+    """(secret Segment signs with, the rotation state, whether the bump was carried out).
+
+    Pure but for the new secrets it generates. The previous secret is dropped once its
+    deadline passed; a bump switches to the staged secret only when it has been staged for
+    the overlap (else it waits for a later `up`), and only one rotation runs at a time.
+    """
+    staged, staged_at = olds.get("next_shared_secret"), olds.get("next_shared_secret_at")
+    previous, until = olds.get("previous_shared_secret"), olds.get("previous_shared_secret_until")
+    if previous and is_due(until, at):
+        previous, until = None, None
+    if not staged or staged == current:
+        staged, staged_at = new_shared_secret(), at
+    done = False
+    if rotate and previous is None and is_due(float(staged_at or at) + overlap, at):
+        previous, until = current, at + overlap
+        current, staged, staged_at = staged, new_shared_secret(), at
+        done = True
+    state = {
+        "next_shared_secret": staged,
+        "next_shared_secret_at": staged_at,
+        "previous_shared_secret": previous,
+        "previous_shared_secret_until": until,
+        "accepted_shared_secrets": accepted(current, staged, previous),
+    }
+    return current, state, done
+
+
 def validate_destination_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
     failures: list[tuple[str, str]] = []
     source_id = inputs.get("source_id")
@@ -304,6 +364,7 @@ def validate_destination_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, st
         value = inputs.get(key)
         if not is_unknown(value) and (not isinstance(value, str) or not value.strip()):
             failures.append((key, f"{key} must be a non-empty name"))
+    failures.extend(overlap_problems(inputs))
     return failures
 
 
@@ -319,8 +380,9 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
     desired_view = staticmethod(desired_view)
     identity = DESTINATION_IDENTITY
     mutable = DESTINATION_MUTABLE
-    # A refresh that found the subscription or the secret gone: update recreates them.
-    regenerated = ("subscription_id", "shared_secret")
+    # A refresh that found the subscription or the secret gone: update recreates them (and a
+    # state from before rotation staging gets its next secret staged).
+    regenerated = ("subscription_id", "shared_secret", "next_shared_secret")
 
     def delete_before_replace(self, replaces: list[str]) -> bool:
         # On another source the new destination can come first. Otherwise create would adopt
@@ -356,6 +418,10 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
         state = destination_state(
             destination, subscription, shared_secret, inputs["shared_secret_rotation"]
         )
+        _, rotation, _ = shared_secret_rotation_state(
+            {}, shared_secret, False, now(), overlap_seconds(inputs)
+        )
+        state.update(rotation)
         return CreateResult(destination["id"], state)
 
     def _adopt(self, adopt: Adopt, inputs: Mapping[str, Any]) -> CreateResult:
@@ -410,6 +476,12 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
         state = destination_state(
             destination, subscription, str(shared_secret), inputs["shared_secret_rotation"]
         )
+        # Stage the next secret at once, as a created destination does, so that a later
+        # rotation has its overlap and the next `up` has nothing to do.
+        _, rotation, _ = shared_secret_rotation_state(
+            {}, str(shared_secret), False, now(), overlap_seconds(inputs)
+        )
+        state.update(rotation)
         state[ADOPTED] = True
         return CreateResult(str(found), state)
 
@@ -471,21 +543,40 @@ class SegmentWebhookDestinationProvider(ConfiguredProvider[SegmentClient]):
             except NotFoundError:
                 subscription = None
         secret = observed_shared_secret(destination, props.get("shared_secret"))
-        return destination_state(
+        state = destination_state(
             destination, subscription, secret, props.get("shared_secret_rotation")
         )
+        # Rotation state lives only in Pulumi's state (Segment masks the secret): keep it.
+        state.update({key: props.get(key) for key in ROTATION_STATE})
+        state["accepted_shared_secrets"] = accepted(
+            secret, props.get("next_shared_secret"), props.get("previous_shared_secret")
+        )
+        return state
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """The pure diff, plus an update while a rotation step is waiting (previous to drop)."""
+        pending = step_pending(
+            olds, ("previous_shared_secret_until",), "shared_secret_rotation",
+            with_destination_defaults(news),
+        )
+        return with_step_due(super().diff(id_, olds, news), pending)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_destination_defaults(news)
         rotate = olds.get("shared_secret_rotation") != inputs["shared_secret_rotation"]
-        previous = olds.get("shared_secret")
-        shared_secret = new_shared_secret() if rotate or not previous else str(previous)
+        # A secret lost out of band is replaced by the staged one: the bridge accepts it.
+        current = str(olds.get("shared_secret") or olds.get("next_shared_secret") or "")
+        shared_secret, rotation, done = shared_secret_rotation_state(
+            olds, current or new_shared_secret(), rotate, now(), overlap_seconds(inputs)
+        )
         client = self.client()
         destination = client.update_destination(id_, update_destination_body(inputs, shared_secret))
         subscription = self._ensure_subscription(id_, olds.get("subscription_id"), inputs)
-        state = destination_state(
-            destination, subscription, shared_secret, inputs["shared_secret_rotation"]
-        )
+        # A bump not carried out yet keeps the old number, so the next `up` tries again.
+        completed = inputs["shared_secret_rotation"] if done or not rotate else olds.get(
+            "shared_secret_rotation")
+        state = destination_state(destination, subscription, shared_secret, completed)
+        state.update(rotation)
         return UpdateResult(carry(olds, state))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -507,6 +598,7 @@ class SegmentWebhookDestination(OwnedResource, module="segment", name="WebhookDe
     destination_id: pulumi.Output[str]
     subscription_id: pulumi.Output[str]
     shared_secret: pulumi.Output[str]
+    accepted_shared_secrets: pulumi.Output[str]
 
     def __init__(
         self,
@@ -519,6 +611,6 @@ class SegmentWebhookDestination(OwnedResource, module="segment", name="WebhookDe
             resource_name,
             destination_inputs(args),
             DESTINATION_OUTPUTS,
-            ["shared_secret"],
+            SECRET_OUTPUTS,
             opts,
         )

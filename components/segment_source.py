@@ -4,6 +4,11 @@
 ``SegmentSourceLookup`` resolves an existing source's slug to its id without owning it, so the
 token stays in the provider process instead of the Pulumi program.
 
+Write key rotation (bump ``write_key_rotation``): a source holds several write keys, so `up`
+mints a new one and hands it out (the bridge writes with the first key of its secret) while
+the old one keeps working at Segment; a later `up`, once the overlap has passed (every bridge
+function has re-read its secret), deletes the old key from the source.
+
 State refers to the provider classes by this module path: do not move or rename them.
 """
 
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
 
 from components.adoption import (
     ADOPTED,
@@ -29,6 +34,15 @@ from components.adoption import (
 )
 from components.api_http import ApiError, NotFoundError
 from components.provider import ConfiguredProvider, OwnedResource, is_unknown
+from components.rotation import (
+    DEFAULT_OVERLAP_SECONDS,
+    is_due,
+    now,
+    overlap_problems,
+    overlap_seconds,
+    step_pending,
+    with_step_due,
+)
 from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, SegmentClient
 
 # Segment slugs: lowercase letters, digits, hyphens and underscores, starting with a letter or
@@ -36,8 +50,10 @@ from components.segment_api import HTTP_API_SOURCE_METADATA_ID, TOKEN_KEY, Segme
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 SOURCE_IDENTITY = ("slug", "metadata_id")  # a different slug or kind is a different source
-SOURCE_MUTABLE = ("name", "enabled")
-SOURCE_OUTPUTS = ("source_id", "write_key")
+SOURCE_MUTABLE = ("name", "enabled", "write_key_rotation")
+# The old write key, kept valid at Segment until `previous_write_key_until` (epoch seconds).
+ROTATION_STATE = ("previous_write_key", "previous_write_key_until")
+SOURCE_OUTPUTS = ("source_id", "write_key", *ROTATION_STATE)
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,8 @@ class SegmentSourceArgs:
     enabled: pulumi.Input[bool] = True
     metadata_id: str = HTTP_API_SOURCE_METADATA_ID  # catalog id: HTTP API source
     adopt: Adopt | None = None  # a hand-made source to take over at create (adoption.py)
+    write_key_rotation: int = 0  # bump to mint a new write key and retire the old one
+    rotation_overlap_seconds: int = DEFAULT_OVERLAP_SECONDS  # how long the old key stays valid
 
 
 # -- payload <-> state (pure) ------------------------------------------------------------------
@@ -61,6 +79,8 @@ def source_inputs(args: SegmentSourceArgs) -> dict[str, Any]:
         "enabled": args.enabled,
         "metadata_id": args.metadata_id,
         "adopt": adopt_input(args.adopt),
+        "write_key_rotation": args.write_key_rotation,
+        "rotation_overlap_seconds": args.rotation_overlap_seconds,
     }
 
 
@@ -70,6 +90,8 @@ def with_source_defaults(news: Mapping[str, Any]) -> dict[str, Any]:
         inputs["enabled"] = True
     if not inputs.get("metadata_id"):
         inputs["metadata_id"] = HTTP_API_SOURCE_METADATA_ID
+    if inputs.get("write_key_rotation") is None:
+        inputs["write_key_rotation"] = 0
     return inputs
 
 
@@ -94,6 +116,7 @@ def validate_source_inputs(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
         failures.append(("name", "name must be a non-empty display name"))
     if not is_unknown(inputs.get("enabled")) and not isinstance(inputs.get("enabled"), bool):
         failures.append(("enabled", "enabled must be true or false"))
+    failures.extend(overlap_problems(inputs))
     return failures
 
 
@@ -132,6 +155,13 @@ def source_state(source: Mapping[str, Any], write_key: str | None) -> dict[str, 
         "metadata_id": (source.get("metadata") or {}).get("id"),
         "write_key": write_key,
     }
+
+
+def rotation_state(props: Mapping[str, Any], rotation: Any) -> dict[str, Any]:
+    """The rotation outputs carried from `props`, with the completed rotation number."""
+    state: dict[str, Any] = {key: props.get(key) for key in ROTATION_STATE}
+    state["write_key_rotation"] = rotation
+    return state
 
 
 def no_write_key_message(slug: str) -> str:
@@ -190,6 +220,7 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
             source = client.update_source(source["id"], update_source_body(inputs))
         write_key = self._write_key(source, None, inputs["slug"])
         state = source_state(source, write_key)
+        state.update(rotation_state({}, inputs["write_key_rotation"]))
         if adopt is not None:
             state[ADOPTED] = True
         return CreateResult(source["id"], state)
@@ -247,13 +278,41 @@ class SegmentSourceProvider(ConfiguredProvider[SegmentClient]):
         # No key listed (deleted out of band, or the token lost Source Admin) reads as None,
         # which diff() turns into an update that mints a key or says what permission is missing.
         write_key = pick_write_key(list(source.get("writeKeys") or []), props.get("write_key"))
-        return source_state(source, write_key)
+        state = source_state(source, write_key)
+        state.update(rotation_state(props, props.get("write_key_rotation")))
+        return state
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """The pure diff, plus an update while an old write key waits to be removed."""
+        # State written before rotation existed has no number: it never rotated (0).
+        olds = {**olds, "write_key_rotation": olds.get("write_key_rotation") or 0}
+        pending = step_pending(olds, ("previous_write_key_until",), "write_key_rotation",
+                               with_source_defaults(news))
+        return with_step_due(super().diff(id_, olds, news), pending)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = with_source_defaults(news)
-        source = self.client().update_source(id_, update_source_body(inputs))
-        write_key = self._write_key(source, olds.get("write_key"), inputs["slug"])
-        return UpdateResult(carry(olds, source_state(source, write_key)))
+        client = self.client()
+        at, overlap = now(), overlap_seconds(inputs)
+        rotation = rotation_state(olds, olds.get("write_key_rotation"))
+        previous = rotation["previous_write_key"]
+        if previous and is_due(rotation["previous_write_key_until"], at):
+            # Every bridge function has re-read its secret since the switch: retire the key.
+            client.remove_write_key(id_, str(previous))
+            rotation.update(previous_write_key=None, previous_write_key_until=None)
+        current = olds.get("write_key")
+        if (olds.get("write_key_rotation") or 0) == inputs["write_key_rotation"]:
+            rotation["write_key_rotation"] = inputs["write_key_rotation"]
+        elif not rotation["previous_write_key"]:  # one rotation at a time
+            new_key = client.add_write_key(id_)
+            rotation.update(previous_write_key=current, previous_write_key_until=at + overlap,
+                            write_key_rotation=inputs["write_key_rotation"])
+            current = new_key
+        source = client.update_source(id_, update_source_body(inputs))
+        write_key = self._write_key(source, current, inputs["slug"])
+        state = source_state(source, write_key)
+        state.update(rotation)
+        return UpdateResult(carry(olds, state))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if self.releases(props):
@@ -281,7 +340,7 @@ class SegmentSource(OwnedResource, module="segment", name="Source"):
             resource_name,
             source_inputs(args),
             SOURCE_OUTPUTS,
-            ["write_key"],
+            ["write_key", "previous_write_key"],
             opts,
         )
 

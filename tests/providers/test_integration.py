@@ -126,9 +126,13 @@ def test_sandbox_shape_registers_everything_under_the_component(
         children = [*sources, destination, webhook]
         [parent] = {c["parent"] for c in children}
         assert parent.endswith(f"{COMPONENT}::integration")
-        assert all(s["additional_secret_outputs"] == ["write_key"] for s in sources)
-        assert destination["additional_secret_outputs"] == ["shared_secret"]
-        assert webhook["additional_secret_outputs"] == ["secret"]
+        assert all(s["additional_secret_outputs"] == ["write_key", "previous_write_key"]
+                   for s in sources)
+        assert destination["additional_secret_outputs"] == [
+            "shared_secret", "next_shared_secret", "previous_shared_secret",
+            "accepted_shared_secrets"]
+        assert webhook["additional_secret_outputs"] == [
+            "secret", "next_secret", "previous_secret", "accepted_secrets"]
         assert plain(destination["inputs"]["source_id"]) == "integration-app-source-id"
         assert plain(destination["inputs"]["batch_size"]) == 50
         assert plain(destination["inputs"]["name"]) == "Userflow bridge (staging)"

@@ -101,7 +101,8 @@ def test_local_bridge_over_http_and_unknown_values_pass() -> None:
 def olds_for(inputs: dict[str, Any]) -> dict[str, Any]:
     """Outputs as a create would leave them for these inputs."""
     view = desired_view(inputs)
-    return {**view, "destination_id": "d1", "subscription_id": "s1", "shared_secret": "x"}
+    return {**view, "destination_id": "d1", "subscription_id": "s1", "shared_secret": "x",
+            "next_shared_secret": "y"}
 
 
 @pytest.mark.parametrize(
@@ -235,8 +236,9 @@ def test_lifecycle(segment: Sandbox, app_source: str) -> None:
     assert updated.outs["shared_secret"] == outs["shared_secret"]
     assert provider.diff(created.id, updated.outs, new_inputs).changes is False
 
-    # rotate: a new secret, and Segment holds it
-    rotated_inputs = {**new_inputs, "shared_secret_rotation": 1}
+    # rotate (no overlap to wait for here; tests/providers/test_rotation.py has the overlap):
+    # a new secret, and Segment holds it
+    rotated_inputs = {**new_inputs, "shared_secret_rotation": 1, "rotation_overlap_seconds": 0}
     rotated = provider.update(created.id, updated.outs, rotated_inputs)
     assert rotated.outs is not None
     assert rotated.outs["shared_secret"] != outs["shared_secret"]

@@ -47,9 +47,12 @@ DYNAMIC_OUTPUTS: dict[str, dict[str, str]] = {
     "segment:WebhookDestination": {
         "destination_id": "dst_bridge", "subscription_id": "sub_bridge",
         "shared_secret": f"{LEAK_MARKER}shared-secret",
+        # What the bridge accepts when no rotation is under way: the secret in use.
+        "accepted_shared_secrets": f"{LEAK_MARKER}shared-secret",
     },
     "userflow:WebhookSubscription": {
         "subscription_id": "ufsub_bridge", "secret": f"{LEAK_MARKER}webhook-secret",
+        "accepted_secrets": f"{LEAK_MARKER}webhook-secret",
     },
 }
 
