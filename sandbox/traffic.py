@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bridge_code.mapping import title_case
+# The skip reasons are the bridge's own names, as its stats report them.
+from bridge_code.ingest import SKIP_REPLAY
+from bridge_code.mapping import SKIP_ECHO, SKIP_NO_USER_ID, title_case
 
 BRIDGED_FROM = ("bridged_from", "segment")
 USERFLOW_MARKER_KEY = "userflowBridge"
@@ -53,9 +55,6 @@ ANONYMOUS_EVENT = "Pricing Page Viewed"
 ANONYMOUS_EVENT_USERFLOW = "pricing_page_viewed"
 ECHO_EVENT = "Flow Completed"
 ECHO_EVENT_USERFLOW = "flow_completed"
-SKIP_NO_USER_ID = "no_user_id"
-SKIP_ECHO = "echo"
-SKIP_REPLAY = "replay"
 # What each skip reason means, printed under the table for the reasons that occurred.
 SKIP_REASONS: Mapping[str, str] = {
     SKIP_NO_USER_ID: "anonymous-only call (no userId): Userflow needs a user id",
