@@ -44,6 +44,8 @@ from typing import Any
 
 import requests
 
+from bridge_code.ingest import SKIP_REPLAY
+from bridge_code.mapping import SKIP_NO_USER_ID
 from components.segment_api import TOKEN_KEY as SEGMENT_TOKEN_KEY
 from components.userflow_api import API_KEY_KEY
 from ops.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
@@ -53,8 +55,6 @@ from sandbox.services import ServiceError, ServiceGroup, free_port
 from sandbox.traffic import (
     ANONYMOUS_TRACKS,
     ECHO_EVENT,
-    SKIP_NO_USER_ID,
-    SKIP_REPLAY,
     DemoPlan,
     DirectionReport,
     Replays,
