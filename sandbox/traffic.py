@@ -60,7 +60,8 @@ SKIP_REASONS: Mapping[str, str] = {
     SKIP_NO_USER_ID: "anonymous-only call (no userId): Userflow needs a user id",
     SKIP_ECHO: "an event the bridge itself wrote to Userflow came back by webhook",
     SKIP_REPLAY: "a signed request the bridge had accepted, sent again (the demo's one on "
-                 "purpose, or Segment's retry after a lost answer): 200, nothing enqueued",
+                 "purpose, or Segment's retry after a lost answer): 200, nothing enqueued; "
+                 "counted in sent, not in Segment's count",
     "disabled": "event type turned off in the bridge's mapping",
     "unsupported": "event type or topic the bridge does not map",
     "invalid": "malformed event",
