@@ -474,7 +474,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--only-cpu", action="store_true", help="measurement (1) only")
-    parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-upstream", action="store_true",
+                        help="internal: only serve the counting upstream (the bench runs "
+                             "itself so in a child process: the upstream's CPU is not the "
+                             "bridge's)")
     args = parser.parse_args(argv)
     if args.serve_upstream:
         return serve_upstream()

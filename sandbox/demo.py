@@ -10,6 +10,9 @@
 ④ the official Segment library identifies, tracks and groups N users through the app source,
    plus, by design, anonymous-only tracks the bridge must skip (no_user_id) and one track
    named like a Userflow built-in that comes back by webhook and must be dropped (echo);
+   once they arrived, one delivery Segment made is resent byte for byte with its
+   X-Signature, as someone who captured it would: the bridge must answer 200, enqueue nothing
+   and count it (replay);
 ⑤ simulated Userflow activity (flows, checklist tasks) fires webhooks;
 ⑥ wait (bounded) until everything arrived or was skipped, print one table row per direction
    (skips with their reasons, from the bridge's /__sandbox__/stats), with Segment's own count
@@ -19,6 +22,8 @@
 
 Exit 0 only if every event arrived exactly once, the bridge skipped exactly the events sent
 to be skipped (for the designed reasons) and none of them arrived anywhere, nothing echoed,
+the replay was answered 2xx and counted, exactly: the one sent on purpose plus Segment's own
+retries after a lost answer (which are replays too, sandbox/traffic.py),
 Segment's own counts agree with the bridge's (a disagreement is a silent drop, e.g. a wrong
 write key, which Segment's Tracking API answers with 200), and destroy left nothing.
 `--keep` stops before ⑦, prints the URLs and waits for Ctrl-C (then destroys and stops).
@@ -39,6 +44,8 @@ from typing import Any
 
 import requests
 
+from bridge_code.ingest import SKIP_REPLAY
+from bridge_code.mapping import SKIP_NO_USER_ID
 from components.segment_api import TOKEN_KEY as SEGMENT_TOKEN_KEY
 from components.userflow_api import API_KEY_KEY
 from ops.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
@@ -48,15 +55,18 @@ from sandbox.services import ServiceError, ServiceGroup, free_port
 from sandbox.traffic import (
     ANONYMOUS_TRACKS,
     ECHO_EVENT,
-    SKIP_NO_USER_ID,
     DemoPlan,
     DirectionReport,
+    Replays,
     account_segment_to_userflow,
     account_userflow_to_segment,
+    capture_delivery,
     check_segment_deliveries,
     check_segment_volume,
     plan_traffic,
+    redelivered_after_lost_answer,
     render_table,
+    replayed_events,
     send_segment_calls,
 )
 
@@ -357,6 +367,7 @@ def _drive(
 
     if not wait_for("Segment → Userflow", look_s2u, wait_s, out):
         out("    not everything arrived in time: the table shows what is missing")
+    replays, replay_problem = send_replay(plan, segment_url, secrets.destination_id, out)
 
     out(f"⑤ Userflow → Segment: {len(plan.activities)} simulated activities "
         f"({plan.userflow_events} Userflow events, plus {plan.echoes} echo from ④)")
@@ -382,12 +393,44 @@ def _drive(
         seen = Observed.take(segment_url, userflow_url, bridge_url)
     time.sleep(SETTLE_S)
     seen = Observed.take(segment_url, userflow_url, bridge_url)
+    replays = Replays(replays.on_purpose,
+                      redelivered_after_lost_answer(plan, seen.segment.get("deliveries") or [],
+                                                    secrets.destination_id),
+                      replays.message_ids)
+    if replays.redelivered:
+        out(f"    Segment itself resent {replays.redelivered} accepted event(s) after a lost "
+            f"answer: {SKIP_REPLAY} skips too")
     s2u = account_segment_to_userflow(plan, sent_at, seen.userflow, seen.userflow_requests,
-                                      seen.bridge)
+                                      seen.bridge, replays)
+    if replay_problem:
+        s2u.problems.append(replay_problem)
     u2s = account_userflow_to_segment(plan, seen.segment, secrets.userflow_source_id,
                                       secrets.app_source_id, seen.bridge)
     _add_segment_counts(plan, secrets, segment_url, started, s2u, u2s)
     return [s2u, u2s]
+
+
+def send_replay(
+    plan: DemoPlan, segment_url: str, destination_id: str, out: Printer
+) -> tuple[Replays, str | None]:
+    """Resend one delivery Segment's emulator made and the bridge accepted, byte for byte with
+    its X-Signature (from the emulator's delivery log): a captured request replayed. Returns
+    the replay skips it must cause and a problem if it was not answered 2xx."""
+    deliveries = get_json(f"{segment_url}/__sandbox__/state").get("deliveries") or []
+    captured = capture_delivery(plan, deliveries, destination_id)
+    if captured is None:
+        return Replays(), "no delivery the bridge accepted was found to replay"
+    ids = ", ".join(captured.message_ids)
+    out(f"    replay: resending Segment's delivery of {ids} with its X-Signature, as someone "
+        f"who captured it would: the bridge must answer 200, enqueue nothing ({SKIP_REPLAY})")
+    replays = Replays(on_purpose=replayed_events(plan, captured.message_ids),
+                      message_ids=captured.message_ids)
+    reply = requests.post(captured.url, data=captured.body, timeout=HTTP_TIMEOUT_S, headers={
+        "Content-Type": "application/json", "X-Signature": captured.signature})
+    if not 200 <= reply.status_code < 300:
+        return replays, (f"the replayed delivery of {ids} was answered {reply.status_code}, "
+                         f"not 2xx: {reply.text[:200]}")
+    return replays, None
 
 
 def _add_segment_counts(
@@ -427,15 +470,20 @@ def _hold(urls: Mapping[str, str], state_dir: Path, out: Printer) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox demo",
-        description="The whole Userflow <-> Segment integration offline, in one command.",
+        description="The whole Userflow <-> Segment integration offline, in one command: "
+                    "emulators, pulumi up, the local bridge, traffic both ways, one table, "
+                    "pulumi destroy. Exit 0 only if every event arrived exactly once and the "
+                    "bridge skipped exactly what was sent to be skipped.",
     )
     parser.add_argument("--events", type=int, default=DEFAULT_USERS, metavar="N",
                         help="users to simulate: each is identified, tracked and grouped via "
                              "Segment, then starts and completes a flow in Userflow (every "
                              "other one also a checklist task); on top, every run sends "
-                             f"{ANONYMOUS_TRACKS} anonymous-only tracks and one track that "
-                             "comes back from Userflow as an echo (the bridge skips both); "
-                             f"default {DEFAULT_USERS}")
+                             f"{ANONYMOUS_TRACKS} anonymous-only tracks (skipped: no_user_id), "
+                             "one track that comes back from Userflow (skipped: echo), and "
+                             "resends one delivery Segment made, byte for byte with its "
+                             "signature (answered 200, skipped: replay, never delivered "
+                             f"twice); default {DEFAULT_USERS}")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of the generated users and events")
     parser.add_argument("--keep", action="store_true",

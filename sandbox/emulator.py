@@ -416,15 +416,19 @@ class DeliveryOptions(TypedDict, total=False):
 
 def add_server_arguments(parser: argparse.ArgumentParser, seeded: str) -> None:
     """`--host`, `--port` and `--seed`: every emulator command starts with these."""
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=0, help=f"seed of generated {seeded}")
 
 
 def add_delivery_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--delivery-attempts", type=int, default=5)
+    parser.add_argument("--delivery-attempts", type=int, default=5,
+                        help="tries per outbound webhook, the first included (default 5)")
     parser.add_argument("--delivery-backoff", type=float, default=0.2, help="first retry delay, s")
-    parser.add_argument("--delivery-timeout", type=float, default=10.0)
+    parser.add_argument("--delivery-timeout", type=float, default=10.0,
+                        help="seconds to wait for the receiver's answer per try; no answer "
+                             "in time is retried (default 10)")
 
 
 def delivery_options(args: argparse.Namespace) -> DeliveryOptions:

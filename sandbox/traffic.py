@@ -8,6 +8,11 @@ and why (the reasons are the bridge's, docs/ARCHITECTURE.md):
   writes it to Userflow as `flow_completed` marked `bridged_from: segment`; the Userflow webhook
   subscription covers `event.tracked.flow_completed`, so it comes straight back to the bridge,
   which must drop it instead of sending it to Segment a second time.
+- `replay`: once everything arrived, the demo resends one genuine signed delivery exactly as
+  Segment's emulator sent it (body bytes and `X-Signature`, from its delivery log). The
+  bridge's replay ledger already holds its `messageId`: it answers 200, enqueues nothing and
+  counts the events `skipped: replay`. Segment's own retry of a request whose answer was lost
+  is a replay too, so the expected count adds the emulator's redeliveries after a lost answer.
 (An `alias` is not sent: the destination's default trigger covers identify, track and group
 only, so Segment itself would never hand one to the bridge.)
 
@@ -26,7 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bridge_code.mapping import title_case
+# The skip reasons are the bridge's own names, as its stats report them.
+from bridge_code.ingest import SKIP_REPLAY
+from bridge_code.mapping import SKIP_ECHO, SKIP_NO_USER_ID, title_case
 
 BRIDGED_FROM = ("bridged_from", "segment")
 USERFLOW_MARKER_KEY = "userflowBridge"
@@ -48,12 +55,13 @@ ANONYMOUS_EVENT = "Pricing Page Viewed"
 ANONYMOUS_EVENT_USERFLOW = "pricing_page_viewed"
 ECHO_EVENT = "Flow Completed"
 ECHO_EVENT_USERFLOW = "flow_completed"
-SKIP_NO_USER_ID = "no_user_id"
-SKIP_ECHO = "echo"
 # What each skip reason means, printed under the table for the reasons that occurred.
 SKIP_REASONS: Mapping[str, str] = {
     SKIP_NO_USER_ID: "anonymous-only call (no userId): Userflow needs a user id",
     SKIP_ECHO: "an event the bridge itself wrote to Userflow came back by webhook",
+    SKIP_REPLAY: "a signed request the bridge had accepted, sent again (the demo's one on "
+                 "purpose, or Segment's retry after a lost answer): 200, nothing enqueued; "
+                 "counted in sent, not in Segment's count",
     "disabled": "event type turned off in the bridge's mapping",
     "unsupported": "event type or topic the bridge does not map",
     "invalid": "malformed event",
@@ -213,6 +221,103 @@ def send_segment_calls(
     return sent_at
 
 
+# -- replays ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapturedDelivery:
+    """One delivery Segment's emulator made and the bridge answered 2xx, as sent on the wire."""
+
+    url: str
+    body: bytes
+    signature: str
+    message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Replays:
+    """The `replay` skips the bridge must count in the Segment → Userflow direction.
+
+    `on_purpose`: events in the request the demo resent; `redelivered`: events in the
+    emulator's own retries that followed a lost answer (the bridge had accepted the request,
+    Segment could not know, so its retry is a replay); `message_ids`: those resent on purpose,
+    which must still be in Userflow once."""
+
+    on_purpose: int = 0
+    redelivered: int = 0
+    message_ids: tuple[str, ...] = ()
+
+    @property
+    def expected(self) -> int:
+        return self.on_purpose + self.redelivered
+
+
+def _forwarded_ids(plan: DemoPlan) -> set[str]:
+    """The calls the bridge forwards: a replay of them is counted (a request whose events are
+    all skipped for another reason never reaches the replay ledger)."""
+    return {c.message_id for c in plan.forwarded_calls}
+
+
+def _delivery_ids(attempt: Mapping[str, Any]) -> tuple[str, ...]:
+    ids = attempt.get("message_ids")
+    return tuple(str(i) for i in ids) if isinstance(ids, list) else ()
+
+
+def capture_delivery(
+    plan: DemoPlan, deliveries: Sequence[Mapping[str, Any]], destination_id: str
+) -> CapturedDelivery | None:
+    """A delivery to the bridge's destination that it answered 2xx and that carries only
+    calls it forwards, none of them the echo-bound track (the echo path is shown on its own);
+    the first holding a track if any (a track delivered twice shows as two Userflow events,
+    not only as one write too many); None if there is none."""
+    forwarded = _forwarded_ids(plan) - {c.message_id for c in plan.calls if c.echo}
+    tracks = {c.message_id for c in plan.calls if c.kind == "track"}
+    candidates: list[CapturedDelivery] = []
+    for attempt in deliveries:
+        ids = _delivery_ids(attempt)
+        body, signature = attempt.get("body"), attempt.get("signature")
+        if (attempt.get("destination_id") == destination_id
+                and attempt.get("outcome") == "success"
+                and isinstance(body, str) and isinstance(signature, str) and signature
+                and ids and set(ids) <= forwarded):
+            candidates.append(CapturedDelivery(str(attempt.get("url")), body.encode("utf-8"),
+                                               signature, ids))
+    with_track = [c for c in candidates if tracks & set(c.message_ids)]
+    chosen = with_track or candidates
+    return chosen[0] if chosen else None
+
+
+def replayed_events(plan: DemoPlan, message_ids: Iterable[str]) -> int:
+    """How many `replay` skips one resent request counts: the bridge counts the events it
+    would have enqueued, i.e. those it forwards."""
+    forwarded = _forwarded_ids(plan)
+    return sum(1 for i in message_ids if i in forwarded)
+
+
+def redelivered_after_lost_answer(
+    plan: DemoPlan, deliveries: Sequence[Mapping[str, Any]], destination_id: str
+) -> int:
+    """Events the emulator sent the bridge again after an attempt got no answer (timeout,
+    dropped connection). The bridge is on loopback, so a lost answer means it was too slow,
+    not that it never read the request: it accepted it, and each later attempt it answers 2xx
+    or again not at all is a replay. An answer of 429 (the first copy still being accepted)
+    or 5xx is not a replay and not counted."""
+    by_delivery: dict[str, list[Mapping[str, Any]]] = {}
+    for attempt in deliveries:
+        if attempt.get("destination_id") == destination_id:
+            by_delivery.setdefault(str(attempt.get("delivery_id")), []).append(attempt)
+    events = 0
+    for attempts in by_delivery.values():
+        ordered = sorted(attempts, key=lambda a: int(a.get("attempt") or 0))
+        lost = False
+        for attempt in ordered:
+            status = attempt.get("status")
+            if lost and (status is None or (isinstance(status, int) and 200 <= status < 300)):
+                events += replayed_events(plan, _delivery_ids(attempt))
+            lost = lost or status is None
+    return events
+
+
 # -- accounting -------------------------------------------------------------------------------
 
 
@@ -338,13 +443,18 @@ def account_segment_to_userflow(
     userflow_state: Mapping[str, Any],
     userflow_requests: Sequence[Mapping[str, Any]],
     bridge_stats: Mapping[str, Any],
+    replays: Replays = Replays(),
 ) -> DirectionReport:
     """Each identify/track/group → exactly one Userflow write with the right content; each
     call designed to be skipped → skipped by the bridge for that reason, and nowhere in
-    Userflow."""
-    report = DirectionReport("Segment → Userflow", sent=len(plan.calls),
+    Userflow; each replay (`replays`) → skipped as `replay`, exactly that many, and its event
+    still once in Userflow. `sent` counts the replayed events too: they reached the bridge."""
+    expected_skipped = dict(plan.skips_segment_to_userflow)
+    if replays.expected:
+        expected_skipped[SKIP_REPLAY] = replays.expected
+    report = DirectionReport("Segment → Userflow", sent=len(plan.calls) + replays.expected,
                              bridge=bridge_stats.get("segment_to_userflow") or {},
-                             expected_skipped=plan.skips_segment_to_userflow)
+                             expected_skipped=expected_skipped)
     users = _userflow_users(userflow_state)
     memberships = _memberships(userflow_state)
     events = _userflow_events(userflow_state)
@@ -392,7 +502,9 @@ def account_segment_to_userflow(
                 if at is not None and call.message_id in sent_at:
                     report.latencies_ms.append((at - sent_at[call.message_id]) * 1000)
             elif n > 1:
-                report.problems.append(f"track {call.message_id} arrived {n} times")
+                replayed = (" (the demo replayed it: the bridge delivered the replay)"
+                            if call.message_id in replays.message_ids else "")
+                report.problems.append(f"track {call.message_id} arrived {n} times{replayed}")
             elif n == 1:
                 report.problems.append(
                     f"track {call.message_id} arrived as {sorted(names)}, not {expected_name}")

@@ -127,7 +127,8 @@ def example_svg() -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is stale")
-    parser.add_argument("--out", type=Path, default=OUTPUT)
+    parser.add_argument("--out", type=Path, default=OUTPUT,
+                        help=f"the SVG to write or check (default {OUTPUT.relative_to(ROOT)})")
     options = parser.parse_args(argv)
     svg = example_svg()
     if options.check:

@@ -153,6 +153,10 @@ def send(
                 "message_ids": [e.get("messageId") for e in events],
                 # For the delivery metrics' timings (`observability`).
                 "received_at": [e.get("receivedAt") for e in events],
+                # Exactly what went on the wire (compact JSON is UTF-8, so the text is the
+                # bytes), so a test can resend a genuine signed delivery: a replay.
+                "body": body.decode("utf-8"),
+                "signature": headers.get("X-Signature"),
             },
         )
     )

@@ -24,7 +24,8 @@ Inspection (`/__sandbox__/`, docs/ARCHITECTURE.md): `state` holds `sources` (wit
 keys), `destinations` (settings in clear: deliveries are signed with them), `subscriptions`,
 `events` (source id → events as delivered, each with `receivedAt`), `dropped` (reason per
 event), `deduplicated`, `spec_violations`, `deliveries` (one entry per attempt: status,
-attempt, latency_ms, error, destination/subscription ids, message ids), `deliveries_pending`
+attempt, latency_ms, error, destination/subscription ids, message ids, the `body` and
+`signature` sent), `deliveries_pending`
 and `faults`; `requests?kind=public|tracking` is the request log. In process,
 `emulator.state()`, `emulator.request_log(kind)` and `emulator.deliveries.wait_idle(timeout)`
 give the same without HTTP.

@@ -15,11 +15,15 @@ from sandbox.traffic import (
     REF_PROPERTY,
     TRACK_EVENT_USERFLOW,
     DemoPlan,
+    Replays,
     account_segment_to_userflow,
     account_userflow_to_segment,
+    capture_delivery,
     percentile,
     plan_traffic,
+    redelivered_after_lost_answer,
     render_table,
+    replayed_events,
 )
 
 T0 = 1_800_000_000.0
@@ -253,3 +257,99 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+
+
+def _attempt(delivery: str, attempt: int, status: int | None, ids: list[str],
+             destination: str = "dst_bridge", **extra: Any) -> dict[str, Any]:
+    """One entry of the Segment emulator's delivery log."""
+    outcome = "success" if status is not None and 200 <= status < 300 else "retry"
+    return {"delivery_id": delivery, "attempt": attempt, "status": status, "outcome": outcome,
+            "destination_id": destination, "message_ids": ids, "url": "http://b/segment",
+            "body": '{"messageId":"' + ids[0] + '"}', "signature": "ab" * 20, **extra}
+
+
+def test_a_replay_is_expected_as_a_skip_and_counted_in_sent() -> None:
+    plan = plan_traffic(6, 1)
+    state, requests = perfect_userflow(plan)
+    track = next(c for c in plan.forwarded_calls if c.kind == "track" and not c.echo)
+    replays = Replays(on_purpose=1, message_ids=(track.message_id,))
+    stats = {"segment_to_userflow": {"skipped": {"no_user_id": ANONYMOUS_TRACKS, "replay": 1}}}
+    # GIVEN a bridge that skipped the replay THEN the run is exactly once
+    report = account_segment_to_userflow(plan, SENT, state, requests, stats, replays)
+    assert report.ok, report.problems
+    assert (report.sent, report.arrived) == (len(plan.calls) + 1, len(plan.forwarded_calls))
+    assert "3 (no_user_id: 2, replay: 1)" in render_table([report]).splitlines()[2]
+    # AND a bridge that did not count it as a replay fails the run
+    missed = account_segment_to_userflow(plan, SENT, state, requests, perfect_stats(plan),
+                                         replays)
+    assert not missed.ok
+    assert any("skipped 0 as replay, expected 1" in p for p in missed.problems)
+    # AND a replay skip nobody sent fails it too
+    stray = account_segment_to_userflow(plan, SENT, state, requests, stats)
+    assert any("skipped 1 as replay, expected 0" in p for p in stray.problems)
+
+
+def test_a_replay_delivered_to_userflow_fails_naming_the_replay() -> None:
+    plan = plan_traffic(6, 1)
+    state, requests = perfect_userflow(plan)
+    track = next(c for c in plan.forwarded_calls if c.kind == "track" and not c.echo)
+    # GIVEN a bridge that delivered the replayed track a second time (and did not skip it)
+    event = next(e for e in state["events"]
+                 if e["attributes"].get(REF_PROPERTY) == track.message_id)
+    state["events"].append(copy.deepcopy(event))
+    requests.append({"method": "POST", "path": "/events", "status": 201})
+    replays = Replays(on_purpose=1, message_ids=(track.message_id,))
+    report = account_segment_to_userflow(plan, SENT, state, requests, perfect_stats(plan),
+                                         replays)
+    assert not report.ok
+    assert any(track.message_id in p and "replayed" in p for p in report.problems)
+    assert any("POST /events" in p for p in report.problems)
+
+
+def test_capture_takes_an_accepted_track_delivery_to_the_bridge_only() -> None:
+    plan = plan_traffic(6, 1)
+    identify = next(c for c in plan.calls if c.kind == "identify")
+    track = next(c for c in plan.forwarded_calls if c.kind == "track" and not c.echo)
+    echo = next(c for c in plan.calls if c.echo)
+    anonymous = next(c for c in plan.calls if c.skip is not None)
+    log = [
+        _attempt("d0", 1, 200, [track.message_id], destination="dst_other"),
+        _attempt("d1", 1, 503, [track.message_id]),
+        _attempt("d2", 1, 200, [anonymous.message_id]),
+        _attempt("d3", 1, 200, [echo.message_id]),
+        _attempt("d4", 1, 200, [identify.message_id]),
+        _attempt("d5", 1, 200, [track.message_id], signature=None),
+        _attempt("d6", 2, 200, [track.message_id]),
+    ]
+    captured = capture_delivery(plan, log, "dst_bridge")
+    assert captured is not None
+    assert captured.message_ids == (track.message_id,)
+    assert captured.body == ('{"messageId":"' + track.message_id + '"}').encode()
+    # without a track delivery, an accepted identify will do; with none at all, nothing
+    fallback = capture_delivery(plan, log[:5], "dst_bridge")
+    assert fallback is not None and fallback.message_ids == (identify.message_id,)
+    assert capture_delivery(plan, log[:4], "dst_bridge") is None
+
+
+def test_segment_retries_after_a_lost_answer_are_expected_replays() -> None:
+    plan = plan_traffic(6, 1)
+    a, b, c, d = (x.message_id for x in plan.forwarded_calls[:4])
+    anonymous = next(c.message_id for c in plan.calls if c.skip is not None)
+    log = [
+        # answered at once: no redelivery
+        _attempt("d1", 1, 200, [a]),
+        # a 503 then a 200: the bridge released its claim, the retry was accepted, no replay
+        _attempt("d2", 1, 503, [b]), _attempt("d2", 2, 200, [b]),
+        # answer lost, then 429 (first copy still pending), then 200: one replay
+        _attempt("d3", 1, None, [c]), _attempt("d3", 2, 429, [c]), _attempt("d3", 3, 200, [c]),
+        # a batch: answer lost, then lost again, then 200: two replays of its forwarded event
+        # (the anonymous one is skipped as no_user_id, never as replay)
+        _attempt("d4", 2, None, [d, anonymous]), _attempt("d4", 1, None, [d, anonymous]),
+        _attempt("d4", 3, 200, [d, anonymous]),
+        # another destination's retries are not the bridge's
+        _attempt("d5", 1, None, [a], destination="dst_other"),
+        _attempt("d5", 2, 200, [a], destination="dst_other"),
+    ]
+    assert redelivered_after_lost_answer(plan, log, "dst_bridge") == 1 + 2
+    assert redelivered_after_lost_answer(plan, log[:3], "dst_bridge") == 0
+    assert replayed_events(plan, [d, anonymous]) == 1

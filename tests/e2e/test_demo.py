@@ -15,7 +15,8 @@ from sandbox.demo import run_demo
 
 pytestmark = pytest.mark.e2e
 
-USERS = 4  # 12 Segment calls + 3 designed skips, 6 activities (10 Userflow events) + 1 echo
+# 12 Segment calls + 3 designed skips + 1 replay, 6 activities (10 Userflow events) + 1 echo
+USERS = 4
 
 
 def _down(url: str) -> bool:
@@ -36,9 +37,11 @@ def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
     assert outcome.ok
     s2u, u2s = outcome.reports
     # AND the bridge skipped exactly the designed events, for the designed reasons: two
-    # anonymous tracks (no_user_id) and the "Flow Completed" track that came back (echo)
-    assert (s2u.sent, s2u.arrived) == (3 * USERS + 3, 3 * USERS + 1)
-    assert s2u.skipped == {"no_user_id": 2}
+    # anonymous tracks (no_user_id), the "Flow Completed" track that came back (echo) and the
+    # delivery the demo resent with its signature (replay; no redelivery by Segment here)
+    assert (s2u.sent, s2u.arrived) == (3 * USERS + 3 + 1, 3 * USERS + 1)
+    assert s2u.skipped == {"no_user_id": 2, "replay": 1}
+    assert any("replay: resending Segment's delivery of" in line for line in lines)
     assert (u2s.sent, u2s.arrived) == (11, 10)
     assert u2s.skipped == {"echo": 1}
     assert s2u.dead_lettered == u2s.dead_lettered == 0
@@ -51,7 +54,7 @@ def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
     table = [line for line in printed if line.startswith(("direction", "Segment →", "Userflow →"))]
     assert len(table) == 3 and "dead-lettered" in table[0] and "p99" in table[0]
     assert "Segment's count" in table[0]
-    assert "2 (no_user_id: 2)" in table[1] and "1 (echo: 1)" in table[2]
+    assert "3 (no_user_id: 2, replay: 1)" in table[1] and "1 (echo: 1)" in table[2]
     # AND the processes it started are gone, the stack holds no resource
     assert all(_down(url) for url in (outcome.urls["segment"], outcome.urls["userflow"]))
     deployment = Engine(state_dir=state_dir).export("local")
@@ -67,7 +70,7 @@ def test_demo_twice_in_a_row(engine_binary: Path, tmp_path: Path) -> None:
     # THEN it passes too: the first run left nothing behind
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PASS: every event arrived exactly once" in done.stdout
-    assert "(no_user_id: 2)" in done.stdout and "(echo: 1)" in done.stdout
+    assert "(no_user_id: 2, replay: 1)" in done.stdout and "(echo: 1)" in done.stdout
     assert "pulumi up: create 6" in done.stdout
     # AND the sandbox credentials it decrypted never show in what it printed
     for credential in ("sandbox-segment-token", "ak_sandbox_local"):
