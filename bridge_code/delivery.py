@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ from bridge_code.mapping import (
     userflow_notification_to_segment,
 )
 from bridge_code.metrics import measured
+from bridge_code.replay import REPLAY_COUNT, replay_markers
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.stats import Direction
@@ -88,6 +89,8 @@ class Item:
     detail: str = ""
     attempts: int = 0
     delivery_key: str = ""
+    # The replay attributes it came with, carried onto its dead letter (bridge_code/replay.py).
+    replay: dict[str, str] = field(default_factory=dict)
 
 
 def _record_items(event: Mapping[str, Any]) -> list[Item]:
@@ -103,8 +106,16 @@ def _record_items(event: Mapping[str, Any]) -> list[Item]:
         except (TypeError, ValueError):
             receive_count = 1
         items.append(Item(str(record.get("messageId", "")), str(record.get("body", "")),
-                          receive_count))
+                          receive_count, replay=_replay_markers(record.get("messageAttributes"))))
     return items
+
+
+def _replay_markers(attributes: object) -> dict[str, str]:
+    """The replay attributes of a Lambda SQS record (`{name: {"stringValue": ...}}`)."""
+    if not is_mapping(attributes) or not attributes:
+        return {}
+    return replay_markers({name: value.get("stringValue") for name, value in attributes.items()
+                           if is_mapping(value)})
 
 
 class DeliveryApp:
@@ -424,6 +435,11 @@ class DeliveryApp:
         }
         if item.direction:
             attributes["direction"] = {"DataType": "String", "StringValue": item.direction}
+        # A replayed message that fails again keeps its run's mark (that run does not move it
+        # a second time) and its replay count.
+        for name, value in item.replay.items():
+            data_type = "Number" if name == REPLAY_COUNT else "String"
+            attributes[name] = {"DataType": data_type, "StringValue": value}
         try:
             self.runtime.aws.sqs.send_message(
                 QueueUrl=self.runtime.settings.dead_letter_queue_url,
