@@ -347,20 +347,44 @@ class DeliveryApp:
 
     def _send_segment_batch(self, url: str, headers: Mapping[str, str], messages: list[bytes],
                             groups: list[list[Item]], deadline: float) -> Outcome:
+        outcome = self._post_segment(url, headers, messages, deadline)
+        return self._narrow(url, headers, messages, groups, deadline, outcome)
+
+    def _post_segment(self, url: str, headers: Mapping[str, str], messages: list[bytes],
+                      deadline: float) -> Outcome:
         outcome = self.upstream.send("POST", url, headers, _segment_batch_body(messages),
                                      deadline)
         self.runtime.stats.add("userflow_to_segment", "upstream_calls", outcome.attempts)
-        if outcome.ok or outcome.retryable or len(messages) == 1 or (
-                outcome.status in AUTH_FAILURES):
+        return outcome
+
+    def _narrow(self, url: str, headers: Mapping[str, str], messages: list[bytes],
+                groups: list[list[Item]], deadline: float, outcome: Outcome) -> Outcome:
+        """Settle a batch's events after its call, narrowing a failure down to the events
+        that cause it so that their batch-mates are delivered, not parked with them."""
+        if outcome.ok or len(messages) == 1 or outcome.status in AUTH_FAILURES:
             return outcome
-        # Segment refused the batch (400: one event it cannot take). Send the events one by
-        # one so only the faulty one is dead-lettered.
-        for message, group in zip(messages, groups, strict=True):
-            single = self.upstream.send("POST", url, headers, _segment_batch_body([message]),
-                                        deadline)
-            self.runtime.stats.add("userflow_to_segment", "upstream_calls", single.attempts)
-            self._record(group, single)
-        return Outcome(True, False, outcome.status, "settled one by one", outcome.attempts)
+        if not outcome.retryable:
+            # Segment refused the batch (400: one event it cannot take). Send the events one
+            # by one so only the faulty one is dead-lettered.
+            for message, group in zip(messages, groups, strict=True):
+                self._record(group, self._post_segment(url, headers, [message], deadline))
+            return Outcome(True, False, outcome.status, "settled one by one", outcome.attempts)
+        if outcome.status is None or outcome.status < 500:
+            # Throttling, timeouts, refused connections are about Segment, not about an event.
+            return outcome
+        # A 5xx after all retries may be one event Segment chokes on: try the halves. If both
+        # fail too, Segment itself is failing; the batch goes back to SQS as it is rather
+        # than an outage being multiplied into one call per event.
+        middle = len(messages) // 2
+        halves = [(messages[:middle], groups[:middle]), (messages[middle:], groups[middle:])]
+        outcomes = [self._post_segment(url, headers, part, deadline) for part, _ in halves]
+        if not any(half.ok for half in outcomes):
+            return outcome
+        for (part, part_groups), half in zip(halves, outcomes, strict=True):
+            settled = self._narrow(url, headers, part, part_groups, deadline, half)
+            for group in part_groups:
+                self._record(group, settled)
+        return Outcome(True, False, outcome.status, "settled by halves", outcome.attempts)
 
     # --- outcomes ---------------------------------------------------------------------------
 
