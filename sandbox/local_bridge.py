@@ -100,10 +100,9 @@ def sqs_lambda_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str
 
 def deliver_once(sqs: Any, queue_url: str, queue_arn: str, app: DeliveryApp,
                  wait_seconds: int = 1, budget_seconds: float = LOCAL_LAMBDA_BUDGET_SECONDS,
-                 hand_back: Callable[[], bool] | None = None) -> int:
-    """One poll of the event source mapping: receive, invoke, delete what succeeded. When
-    `hand_back()` is true after the invocation (the bridge is stopping), what failed is made
-    visible again at once for whoever polls next, instead of after the visibility timeout."""
+                 on_failed: Callable[[list[str]], None] | None = None) -> int:
+    """One poll of the event source mapping: receive, invoke, delete what succeeded; the
+    receipt handles of what failed (left to the visibility timeout) go to `on_failed`."""
     reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                 WaitTimeSeconds=wait_seconds, AttributeNames=["All"],
                                 MessageAttributeNames=["All"])
@@ -116,14 +115,22 @@ def deliver_once(sqs: Any, queue_url: str, queue_arn: str, app: DeliveryApp,
             for i, m in enumerate(messages) if m["MessageId"] not in failed]
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
-    returned = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for i, m in enumerate(messages) if m["MessageId"] in failed]
-    if returned and hand_back is not None and hand_back():
+    if failed and on_failed is not None:
+        on_failed([m["ReceiptHandle"] for m in messages if m["MessageId"] in failed])
+    return len(messages)
+
+
+def hand_back(sqs: Any, queue_url: str, receipt_handles: list[str]) -> None:
+    """Make messages visible again now (visibility 0) rather than after their timeout."""
+    for start in range(0, len(receipt_handles), 10):
+        entries = [{"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                   for i, handle in enumerate(receipt_handles[start:start + 10])]
         try:
-            sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=returned)
+            # An entry whose message was received again meanwhile fails alone: it is
+            # someone else's now.
+            sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
         except Exception as error:  # they come back after the visibility timeout anyway
             logs.log("hand back failed", "WARNING", error=type(error).__name__)
-    return len(messages)
 
 
 def _error_code(error: Exception) -> str:
@@ -347,17 +354,30 @@ class LocalBridge:
     def _delivery_loop(self) -> None:
         assert self.runtime is not None and self.delivery is not None
         sqs = self.runtime.aws.sqs
+        # Messages that failed and wait out their visibility timeout, until when: on stop
+        # they are handed back, so that the next bridge takes them at once.
+        waiting: dict[str, float] = {}
+
+        def note_failed(handles: list[str]) -> None:
+            now = time.monotonic()
+            for handle, until in list(waiting.items()):
+                if until <= now:
+                    del waiting[handle]
+            waiting.update(dict.fromkeys(handles, now + self.visibility_timeout))
+
         while not self._stop.is_set():
             try:
                 deliver_once(sqs, self.queue_url, self.queue_arn, self.delivery,
                              budget_seconds=float(self.visibility_timeout),
-                             hand_back=self._stop.is_set)
+                             on_failed=note_failed)
             except Exception as error:
                 if self._stop.is_set():
                     break
                 logs.log("local delivery poll failed", "WARNING",
                          error=type(error).__name__)
                 self._stop.wait(0.5)
+        now = time.monotonic()
+        hand_back(sqs, self.queue_url, [h for h, until in waiting.items() if until > now])
 
     def stats(self) -> dict[str, Any]:
         assert self.runtime is not None
