@@ -367,7 +367,9 @@ class DeliveryApp:
             # Segment refused the batch (400: one event it cannot take). Send the events one
             # by one so only the faulty one is dead-lettered.
             for message, group in zip(messages, groups, strict=True):
-                self._record(group, self._post_segment(url, headers, [message], deadline))
+                self._record(group, self._after_auth_failure(
+                    self._post_segment(url, headers, [message], deadline),
+                    self.runtime.settings.segment_write_key_arn))
             return Outcome(True, False, outcome.status, "settled one by one", outcome.attempts)
         if outcome.status is None or outcome.status < 500:
             # Throttling, timeouts, refused connections are about Segment, not about an event.
@@ -381,7 +383,9 @@ class DeliveryApp:
         if not any(half.ok for half in outcomes):
             return outcome
         for (part, part_groups), half in zip(halves, outcomes, strict=True):
-            settled = self._narrow(url, headers, part, part_groups, deadline, half)
+            settled = self._after_auth_failure(
+                self._narrow(url, headers, part, part_groups, deadline, half),
+                self.runtime.settings.segment_write_key_arn)
             for group in part_groups:
                 self._record(group, settled)
         return Outcome(True, False, outcome.status, "settled by halves", outcome.attempts)

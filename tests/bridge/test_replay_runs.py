@@ -15,7 +15,14 @@ import pytest
 from moto import mock_aws
 
 from bridge_code.envelope import encode_envelope
-from bridge_code.replay import ReplayCounts, redrive
+from bridge_code.replay import (
+    SEND_BATCH_BYTES,
+    ReplayCounts,
+    entry_bytes,
+    redrive,
+    replay_markers,
+    send_batches,
+)
 from tests.bridge.helpers import (
     Bridge,
     FakeUpstream,
@@ -163,3 +170,55 @@ def test_a_letter_the_work_queue_refuses_stays_parked(upstream: FakeUpstream) ->
     [letter] = all_dead_letters(bridge)
     assert letter["Body"] == body
     assert json.loads(letter["Body"])["event"]["messageId"] == "m-0"
+
+
+def entry(n_bytes: int, i: int = 0) -> dict[str, Any]:
+    return {"Id": str(i), "MessageBody": "x" * n_bytes, "MessageAttributes": {
+        "direction": {"DataType": "String", "StringValue": "segment_to_userflow"}}}
+
+
+def test_entry_size_counts_body_and_each_attribute() -> None:
+    # body 10 + "direction" 9 + "String" 6 + "segment_to_userflow" 19
+    assert entry_bytes(entry(10)) == 44
+
+
+@pytest.mark.parametrize(("sizes", "groups"), [
+    ([100] * 25, [10, 10, 5]),                       # by count
+    ([240_000] * 6, [1, 1, 1, 1, 1, 1]),             # by bytes: two never share a call
+    ([120_000, 120_000, 30_000, 240_000], [2, 1, 1]),
+    ([300_000, 10], [1, 1]),                          # too large alone: its own call
+])
+def test_send_batches_cut_by_count_and_bytes(sizes: list[int], groups: list[int]) -> None:
+    batches = list(send_batches([entry(n, i) for i, n in enumerate(sizes)]))
+    assert [len(b) for b in batches] == groups
+    assert [e["Id"] for b in batches for e in b] == [str(i) for i in range(len(sizes))]
+    assert all(sum(entry_bytes(e) for e in b) <= SEND_BATCH_BYTES for b in batches
+               if len(b) > 1)
+
+
+@pytest.mark.parametrize(("values", "kept"), [
+    ({"replay_run": "ab12-cd", "replay_count": "3"}, {"replay_run": "ab12-cd",
+                                                      "replay_count": "3"}),
+    ({"replay_run": "../etc", "replay_count": "-1"}, {}),
+    ({"replay_run": "x" * 65, "replay_count": "9" * 7}, {}),
+    ({"replay_run": 5, "replay_count": None, "other": "y"}, {}),
+    ({"replay_count": "٣"}, {}),  # a digit, but not an ASCII one
+])
+def test_replay_markers_keep_only_well_formed_values(values: dict[str, object],
+                                                     kept: dict[str, str]) -> None:
+    assert replay_markers(values) == kept
+
+
+def test_a_forged_marker_is_not_carried_onto_the_dead_letter(upstream: FakeUpstream) -> None:
+    # GIVEN a message in the work queue with malformed replay attributes, that fails for good
+    bridge = make_bridge(upstream.url)
+    s = bridge.runtime.settings
+    bridge.sqs.send_message(QueueUrl=s.queue_url, MessageBody="{garbage", MessageAttributes={
+        "replay_run": {"DataType": "String", "StringValue": "not a run id!"},
+        "replay_count": {"DataType": "Number", "StringValue": "2"}})
+    bridge.pump()
+    # THEN its dead letter carries the well-formed count and not the malformed run id
+    [letter] = all_dead_letters(bridge)
+    assert attribute(letter, "replay_count") == "2"
+    assert attribute(letter, "replay_run") is None
+    assert attribute(letter, "dead_letter_reason") == "invalid_message"
