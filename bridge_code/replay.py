@@ -31,9 +31,9 @@ from bridge_code.stats import DIRECTIONS, BridgeStats
 
 RECEIVE_BATCH = 10
 EMPTY_POLLS_TO_STOP = 2
-# SQS caps the entries of one SendMessageBatch together (bodies and attributes) at the
-# queue's message size limit: 256 KiB for queues made before 2025 or set that way, 1 MiB at
-# most. Batches are cut at 256 KiB, which every queue takes.
+# SQS capped the entries of one SendMessageBatch together (bodies and attributes) at 256 KiB,
+# the size of one message; moto caps them at 1 MiB, following SQS's larger message limit.
+# Batches are cut at 256 KiB, which is taken everywhere.
 SEND_BATCH_BYTES = 256 * 1024
 SEND_BATCH_COUNT = 10
 # How long a received letter stays invisible to others: a letter held back for the rest of a
