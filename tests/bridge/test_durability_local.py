@@ -17,10 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 from bridge_code.aws import AwsClients, AwsTarget
+from bridge_code.ledger import ACCEPTED, DELIVERED, DynamoLedger
 from bridge_code.signatures import sign_segment, sign_userflow
-from tests.bridge.helpers import WEBHOOK_SECRET, FakeUpstream, Fault, load_event, wait_for
+from sandbox.local_bridge import create_ledger_table, hand_over_delivery_claims
+from tests.bridge.helpers import (
+    MOTO_TARGET,
+    WEBHOOK_SECRET,
+    FakeUpstream,
+    Fault,
+    load_event,
+    wait_for,
+)
 from tests.bridge.test_local_bridge import call, env_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +193,23 @@ def test_sigterm_hands_back_in_flight_work(upstream: FakeUpstream, local_aws: st
         assert depth(local_aws, LOCAL_NAME)[1] == 0
 
     crash_and_restart(upstream, local_aws, tmp_path, terminate, "SIGTERM")
+
+
+def test_a_restarted_bridge_takes_over_only_pending_delivery_claims() -> None:
+    with mock_aws():
+        dynamodb = AwsClients(MOTO_TARGET).dynamodb
+        table = create_ledger_table(dynamodb, "ledger")
+        assert create_ledger_table(dynamodb, "ledger") == table  # found again, not an error
+        ledger = DynamoLedger(lambda: dynamodb, table)
+        # GIVEN what a killed bridge leaves: a delivery mid-call, one done, an ingest claim
+        ledger.claim(DELIVERED, "mid-call", 600, 3600)
+        ledger.complete(ledger.claim(DELIVERED, "done", 600, 3600), 3600)
+        ledger.claim(ACCEPTED, "accepting", 600, 3600)
+        assert ledger.claim(DELIVERED, "mid-call", 600, 3600).state == "busy"
+        # WHEN the next bridge starts
+        assert hand_over_delivery_claims(dynamodb, table) == 1
+        # THEN the delivery mid-call is taken over at once (its outcome unknown), the
+        # delivered one stays delivered, the ingest claim keeps its hold
+        assert ledger.claim(DELIVERED, "mid-call", 600, 3600).state == "taken_over"
+        assert ledger.claim(DELIVERED, "done", 600, 3600).state == "done"
+        assert ledger.claim(ACCEPTED, "accepting", 600, 3600).state == "busy"
