@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ from bridge_code.mapping import (
     userflow_notification_to_segment,
 )
 from bridge_code.metrics import measured
+from bridge_code.replay import REPLAY_COUNT, replay_markers
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
 from bridge_code.stats import Direction
@@ -88,6 +89,8 @@ class Item:
     detail: str = ""
     attempts: int = 0
     delivery_key: str = ""
+    # The replay attributes it came with, carried onto its dead letter (bridge_code/replay.py).
+    replay: dict[str, str] = field(default_factory=dict)
 
 
 def _record_items(event: Mapping[str, Any]) -> list[Item]:
@@ -103,8 +106,16 @@ def _record_items(event: Mapping[str, Any]) -> list[Item]:
         except (TypeError, ValueError):
             receive_count = 1
         items.append(Item(str(record.get("messageId", "")), str(record.get("body", "")),
-                          receive_count))
+                          receive_count, replay=_replay_markers(record.get("messageAttributes"))))
     return items
+
+
+def _replay_markers(attributes: object) -> dict[str, str]:
+    """The replay attributes of a Lambda SQS record (`{name: {"stringValue": ...}}`)."""
+    if not is_mapping(attributes) or not attributes:
+        return {}
+    return replay_markers({name: value.get("stringValue") for name, value in attributes.items()
+                           if is_mapping(value)})
 
 
 class DeliveryApp:
@@ -336,20 +347,48 @@ class DeliveryApp:
 
     def _send_segment_batch(self, url: str, headers: Mapping[str, str], messages: list[bytes],
                             groups: list[list[Item]], deadline: float) -> Outcome:
+        outcome = self._post_segment(url, headers, messages, deadline)
+        return self._narrow(url, headers, messages, groups, deadline, outcome)
+
+    def _post_segment(self, url: str, headers: Mapping[str, str], messages: list[bytes],
+                      deadline: float) -> Outcome:
         outcome = self.upstream.send("POST", url, headers, _segment_batch_body(messages),
                                      deadline)
         self.runtime.stats.add("userflow_to_segment", "upstream_calls", outcome.attempts)
-        if outcome.ok or outcome.retryable or len(messages) == 1 or (
-                outcome.status in AUTH_FAILURES):
+        return outcome
+
+    def _narrow(self, url: str, headers: Mapping[str, str], messages: list[bytes],
+                groups: list[list[Item]], deadline: float, outcome: Outcome) -> Outcome:
+        """Settle a batch's events after its call, narrowing a failure down to the events
+        that cause it so that their batch-mates are delivered, not parked with them."""
+        if outcome.ok or len(messages) == 1 or outcome.status in AUTH_FAILURES:
             return outcome
-        # Segment refused the batch (400: one event it cannot take). Send the events one by
-        # one so only the faulty one is dead-lettered.
-        for message, group in zip(messages, groups, strict=True):
-            single = self.upstream.send("POST", url, headers, _segment_batch_body([message]),
-                                        deadline)
-            self.runtime.stats.add("userflow_to_segment", "upstream_calls", single.attempts)
-            self._record(group, single)
-        return Outcome(True, False, outcome.status, "settled one by one", outcome.attempts)
+        if not outcome.retryable:
+            # Segment refused the batch (400: one event it cannot take). Send the events one
+            # by one so only the faulty one is dead-lettered.
+            for message, group in zip(messages, groups, strict=True):
+                self._record(group, self._after_auth_failure(
+                    self._post_segment(url, headers, [message], deadline),
+                    self.runtime.settings.segment_write_key_arn))
+            return Outcome(True, False, outcome.status, "settled one by one", outcome.attempts)
+        if outcome.status is None or outcome.status < 500:
+            # Throttling, timeouts, refused connections are about Segment, not about an event.
+            return outcome
+        # A 5xx after all retries may be one event Segment chokes on: try the halves. If both
+        # fail too, Segment itself is failing; the batch goes back to SQS as it is rather
+        # than an outage being multiplied into one call per event.
+        middle = len(messages) // 2
+        halves = [(messages[:middle], groups[:middle]), (messages[middle:], groups[middle:])]
+        outcomes = [self._post_segment(url, headers, part, deadline) for part, _ in halves]
+        if not any(half.ok for half in outcomes):
+            return outcome
+        for (part, part_groups), half in zip(halves, outcomes, strict=True):
+            settled = self._after_auth_failure(
+                self._narrow(url, headers, part, part_groups, deadline, half),
+                self.runtime.settings.segment_write_key_arn)
+            for group in part_groups:
+                self._record(group, settled)
+        return Outcome(True, False, outcome.status, "settled by halves", outcome.attempts)
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -424,6 +463,11 @@ class DeliveryApp:
         }
         if item.direction:
             attributes["direction"] = {"DataType": "String", "StringValue": item.direction}
+        # A replayed message that fails again keeps its run's mark (that run does not move it
+        # a second time) and its replay count.
+        for name, value in item.replay.items():
+            data_type = "Number" if name == REPLAY_COUNT else "String"
+            attributes[name] = {"DataType": data_type, "StringValue": value}
         try:
             self.runtime.aws.sqs.send_message(
                 QueueUrl=self.runtime.settings.dead_letter_queue_url,

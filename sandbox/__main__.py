@@ -15,6 +15,7 @@ from components.version import VERSION
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("sandbox.segment", "Segment emulator: Public API, Tracking API, delivery"),
     "userflow": ("sandbox.userflow", "Userflow emulator: REST API and signed webhooks"),
+    "aws": ("sandbox.local_aws", "SQS/Secrets Manager/DynamoDB (moto) outliving the bridge"),
     "bridge": ("sandbox.local_bridge", "the bridge served locally, SQS/Secrets Manager from moto"),
     "demo": ("sandbox.demo", "the whole integration offline: emulators, bridge, pulumi up/destroy"),
     "verify": ("ops.verify", "alias of `python -m ops verify`: end-to-end checks of a stack"),

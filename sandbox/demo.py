@@ -264,7 +264,11 @@ def run_demo(
                 outcome.summaries["up"] = str(up.summary)
                 secrets = read_stack_secrets(engine, STACK, config_file)
                 out("③ starting the local bridge with the stack's secrets")
+                # Its queues and ledger live in their own process, started first and so
+                # stopped last: a bridge that dies loses nothing it acknowledged.
+                aws = group.start("aws")
                 group.start("bridge", port=int(bridge_url.rsplit(":", 1)[1]), env={
+                    "BRIDGE_AWS_ENDPOINT_URL": aws.url,
                     "USERFLOW_API_URL": userflow.url,
                     "USERFLOW_API_KEY": secrets.userflow_api_key,
                     "SEGMENT_TRACKING_URL": segment.url,
