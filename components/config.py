@@ -33,7 +33,7 @@ from components.adoption import ON_DESTROY_CHOICES, AdoptionConfig, adopt_from
 from components.api_http import check_base_url
 from components.project import PROJECT
 from components.segment_api import REGIONS, Region
-from components.segment_destination import DEFAULT_EVENT_TYPES, SEGMENT_EVENT_TYPES
+from components.segment_destination_payloads import DEFAULT_EVENT_TYPES, SEGMENT_EVENT_TYPES
 from components.segment_source import SLUG_PATTERN
 from components.userflow_api import DEFAULT_API_URL as USERFLOW_API_URL
 from components.userflow_api import TOPIC_FORMS, TOPIC_PATTERN
