@@ -13,11 +13,10 @@ from components.config import (
     SECRET_KEYS,
     ConfigError,
     StackConfig,
-    declarations,
-    ignored_keys,
     parse_config,
     parse_stack,
 )
+from components.config_keys import declarations, ignored_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 AWS_BASE = {"environment": "staging", "hosting": "aws", "segmentAppSourceSlug": "app-staging"}
