@@ -12,7 +12,8 @@ from components.aws.api import route_urls
 from components.aws.bridge import AwsBridge, AwsBridgeArgs
 from components.aws.packaging import write_bridge_archive
 from components.aws.secrets import BridgeSecretValues
-from components.config import PROJECT_ROOT, StackConfig, load_config
+from components.config import StackConfig, load_config
+from components.config_keys import PROJECT_ROOT
 from components.integration import IntegrationArgs, SegmentUserflowIntegration
 
 

@@ -3,8 +3,8 @@
 Two layers, each saying a thing once:
 - `Pulumi.yaml`'s typed `config:` block declares every key: its type, whether it is secret,
   its default and what it is for. The engine checks those before the program runs and lists
-  every missing key at once. This module reads the same block (`declarations`) for the
-  defaults, so a run under mocks sees exactly what a real run sees.
+  every missing key at once. `components/config_keys.py` reads the same block
+  (`declarations`) for the defaults, so a run under mocks sees exactly what a real run sees.
 - `parse_config` (pure: raw strings in, `StackConfig` out) holds the ranges and cross-key
   rules a type can't say. It collects every problem and raises them as one `ConfigError`
   (a `pulumi.RunError`, which the engine prints as a message, without a traceback), one line
@@ -16,30 +16,30 @@ Two layers, each saying a thing once:
 from __future__ import annotations
 
 import difflib
-import functools
-import json
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 import pulumi
-import yaml
 from pulumi.runtime import config as pulumi_config
 
 from components.adoption import ON_DESTROY_CHOICES, AdoptionConfig, adopt_from
-from components.api_http import check_base_url
-from components.project import PROJECT
+from components.config_keys import (
+    NAMESPACE,
+    PROJECT_ROOT,
+    Problem,
+    Reader,
+    declarations,
+    ignored_keys,
+)
 from components.segment_api import REGIONS, Region
-from components.segment_destination import DEFAULT_EVENT_TYPES, SEGMENT_EVENT_TYPES
+from components.segment_destination_payloads import DEFAULT_EVENT_TYPES, SEGMENT_EVENT_TYPES
 from components.segment_source import SLUG_PATTERN
 from components.userflow_api import DEFAULT_API_URL as USERFLOW_API_URL
 from components.userflow_api import TOPIC_FORMS, TOPIC_PATTERN
-
-NAMESPACE = PROJECT
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Hosting = Literal["aws", "local"]
 HOSTINGS: tuple[Hosting, ...] = ("aws", "local")
@@ -80,64 +80,6 @@ ADOPT_KEY_PAIRS = (
     ("adoptUserflowWebhookId", "adoptUserflowWebhookUrl"),
 )
 
-
-# -- Pulumi.yaml's declarations -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Declaration:
-    """One key of Pulumi.yaml's `config:` block."""
-
-    type: str  # string | integer | boolean | array
-    default: str | None  # as the engine hands it to the program; None: the key is required
-    secret: bool = False
-
-
-def engine_string(value: Any) -> str:
-    """A config value as the engine hands it to the program: scalars as text, lists as JSON."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def parse_declarations(document: Mapping[str, Any]) -> dict[str, Declaration]:
-    """The project's own keys (no namespace in Pulumi.yaml) from a parsed Pulumi.yaml."""
-    found: dict[str, Declaration] = {}
-    for key, spec in (document.get("config") or {}).items():
-        if ":" in key or not isinstance(spec, dict):
-            continue  # another namespace's value (e.g. aws:region), not one of our keys
-        default = spec.get("default")
-        found[key] = Declaration(
-            type=str(spec.get("type", "string")),
-            default=None if default is None else engine_string(default),
-            secret=bool(spec.get("secret", False)),
-        )
-    return found
-
-
-@functools.cache
-def declarations(project_root: Path = PROJECT_ROOT) -> Mapping[str, Declaration]:
-    """Every key this program reads, as `Pulumi.yaml` declares it."""
-    document = yaml.safe_load((project_root / "Pulumi.yaml").read_text(encoding="utf-8"))
-    return parse_declarations(document)
-
-
-# -- problems -------------------------------------------------------------------------------------
-
-
-def qualified(key: str) -> str:
-    return key if ":" in key else f"{NAMESPACE}:{key}"
-
-
-@dataclass(frozen=True)
-class Problem:
-    key: str
-    allowed: str
-
-    def __str__(self) -> str:
-        return f"config {qualified(self.key)}: {self.allowed}"
 
 
 class ConfigError(pulumi.RunError):
@@ -224,95 +166,11 @@ class StackConfig:
         return f"{NAMESPACE}-{self.environment}"
 
 
-T = TypeVar("T")
-N = TypeVar("N", int, float)
-
-
-@dataclass
-class _Reader:
-    """Typed access to the raw (string) config values. Each key's default comes from its
-    declaration; each failure is recorded (the default stands in) so one run reports all;
-    every key asked for is recorded, so the keys nobody asked for are the unknown ones."""
-
-    raw: Mapping[str, str]
-    declared: Mapping[str, Declaration]
-    problems: list[Problem] = field(default_factory=list)
-    asked: set[str] = field(default_factory=set)
-
-    def fail(self, key: str, allowed: str) -> None:
-        self.problems.append(Problem(key, allowed))
-
-    def failed(self, *keys: str) -> bool:
-        return any(p.key in keys for p in self.problems)
-
-    def text(self, key: str) -> str | None:
-        """The stack's value, else the declared default; None (or "") when neither is set."""
-        self.asked.add(key)
-        value = self.raw.get(key)
-        if value in (None, ""):
-            value = self.declared[key].default  # KeyError: a key Pulumi.yaml doesn't declare
-        return value or None
-
-    def boolean(self, key: str) -> bool:
-        value = self.text(key) or "false"
-        if value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        self.fail(key, "must be true or false")
-        return (self.declared[key].default or "false") == "true"
-
-    def integer(self, key: str, low: int, high: int) -> int:
-        return self._ranged(key, int, low, high, f"an integer from {low} to {high}")
-
-    def number(self, key: str, low: float, high: float) -> float:
-        return self._ranged(key, float, low, high, f"a number from {low:g} to {high:g}")
-
-    def _ranged(self, key: str, kind: Callable[[str], N], low: N, high: N, what: str) -> N:
-        try:
-            number: N | None = kind(cast(str, self.text(key)))
-        except (TypeError, ValueError):
-            number = None
-        if number is None or not low <= number <= high:
-            self.fail(key, f"must be {what}")
-            return kind(cast(str, self.declared[key].default))
-        return number
-
-    def string_list(self, key: str) -> tuple[str, ...]:
-        """The list; empty when unset (each list key's default is [], "the provider's own")."""
-        value = self.text(key)
-        if value is None:
-            return ()
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
-            self.fail(key, "must be a YAML list of strings")
-            return ()
-        if len(set(parsed)) != len(parsed):
-            self.fail(key, "must not repeat an entry")
-        return tuple(parsed)
-
-    def choice(self, key: str, allowed: tuple[T, ...]) -> T:
-        value = self.text(key)
-        for option in allowed:
-            if value == option:
-                return option
-        self.fail(key, "must be one of " + ", ".join(map(str, allowed)))
-        return next(o for o in allowed if o == self.declared[key].default)
-
-    def url(self, key: str, default: str, loopback_http: bool) -> str:
-        value = self.text(key) or default
-        problem = check_base_url(value, key, loopback_http)
-        if problem:
-            self.fail(key, problem.removeprefix(f"{key} "))
-            return default
-        return value.rstrip("/")
-
 
 # -- the rules ------------------------------------------------------------------------------------
 
 
-def _environment(read: _Reader, stack: str) -> str:
+def _environment(read: Reader, stack: str) -> str:
     environment = read.text("environment")
     if environment is None:
         read.fail("environment", f"is required and must equal the stack name ({stack})")
@@ -324,7 +182,7 @@ def _environment(read: _Reader, stack: str) -> str:
     return environment
 
 
-def _region(read: _Reader, region: str | None, hosting: Hosting) -> None:
+def _region(read: Reader, region: str | None, hosting: Hosting) -> None:
     if hosting == "local":
         return
     if not region:
@@ -335,7 +193,7 @@ def _region(read: _Reader, region: str | None, hosting: Hosting) -> None:
         read.fail("aws:region", f"must be an AWS Region code such as eu-central-1{hint}")
 
 
-def _bridge_url(read: _Reader, local: bool) -> str | None:
+def _bridge_url(read: Reader, local: bool) -> str | None:
     given = read.text("bridgeUrl")
     if not local:
         if given:
@@ -348,7 +206,7 @@ def _bridge_url(read: _Reader, local: bool) -> str | None:
 
 
 def _secrets(
-    read: _Reader, secrets: Mapping[str, pulumi.Output[str]], plaintext_keys: Collection[str]
+    read: Reader, secrets: Mapping[str, pulumi.Output[str]], plaintext_keys: Collection[str]
 ) -> None:
     for key in SECRET_KEYS:
         read.asked.add(key)
@@ -359,7 +217,7 @@ def _secrets(
             read.fail(key, f"is required, as a secret: pulumi config set --secret {key} <value>")
 
 
-def _app_source(read: _Reader, local: bool) -> tuple[bool, str | None, str | None]:
+def _app_source(read: Reader, local: bool) -> tuple[bool, str | None, str | None]:
     create = read.boolean("createAppSource")
     source_id = read.text("segmentAppSourceId")
     slug = read.text("segmentAppSourceSlug")
@@ -380,7 +238,7 @@ def _app_source(read: _Reader, local: bool) -> tuple[bool, str | None, str | Non
     return create, source_id, slug
 
 
-def _segment_urls(read: _Reader, local: bool) -> tuple[Region, str, str]:
+def _segment_urls(read: Reader, local: bool) -> tuple[Region, str, str]:
     """The region's official hosts, or explicit overrides (the sandbox's emulator) that must
     not point at another region's official host."""
     region = read.choice("segmentRegion", SEGMENT_REGIONS)
@@ -403,28 +261,28 @@ def _official_region(url: str) -> Region | None:
     return None
 
 
-def _event_types(read: _Reader) -> tuple[str, ...]:
+def _event_types(read: Reader) -> tuple[str, ...]:
     event_types = read.string_list("segmentEventTypes") or DEFAULT_EVENT_TYPES
     if any(t not in SEGMENT_EVENT_TYPES for t in event_types):
         read.fail("segmentEventTypes", "entries must be among " + ", ".join(SEGMENT_EVENT_TYPES))
     return event_types
 
 
-def _topics(read: _Reader) -> tuple[str, ...] | None:
+def _topics(read: Reader) -> tuple[str, ...] | None:
     topics = read.string_list("userflowTopics") or None
     if topics is not None and not all(TOPIC_PATTERN.match(t) for t in topics):
         read.fail("userflowTopics", f"entries must be Userflow topics: {TOPIC_FORMS}")
     return topics
 
 
-def _mapping(read: _Reader, project_root: Path) -> Path:
+def _mapping(read: Reader, project_root: Path) -> Path:
     mapping = project_root / cast(str, read.text("bridgeMapping"))
     if mapping.suffix not in (".yaml", ".yml") or not mapping.is_file():
         read.fail("bridgeMapping", "must be an existing .yaml file (relative path)")
     return mapping
 
 
-def _alarm_topic(read: _Reader) -> str | None:
+def _alarm_topic(read: Reader) -> str | None:
     arn = read.text("alarmTopicArn")
     if arn is not None and not SNS_TOPIC_ARN.match(arn):
         read.fail("alarmTopicArn", f"must be an SNS topic ARN: {SNS_TOPIC_ARN_FORM} "
@@ -433,7 +291,7 @@ def _alarm_topic(read: _Reader) -> str | None:
     return arn
 
 
-def _concurrency(read: _Reader, key: str) -> int:
+def _concurrency(read: Reader, key: str) -> int:
     value = read.integer(key, -1, 1000)
     if value == 0:
         read.fail(key, "must be -1 (unreserved) or 1 to 1000; 0 would disable it")
@@ -441,7 +299,7 @@ def _concurrency(read: _Reader, key: str) -> int:
 
 
 def _adoption(
-    read: _Reader, secrets: Mapping[str, pulumi.Output[str]], plaintext_keys: Collection[str]
+    read: Reader, secrets: Mapping[str, pulumi.Output[str]], plaintext_keys: Collection[str]
 ) -> AdoptionConfig:
     """The hand-made objects to adopt: at most one key of each pair, the destination's current
     shared secret exactly when a destination is adopted, and what destroy does to them."""
@@ -507,7 +365,7 @@ def parse_stack(
     checked here, their values are never looked at. `plaintext_keys` names secret keys that
     were set without `--secret` (their value would sit readable in the stack file).
     """
-    read = _Reader(raw, declarations(project_root))
+    read = Reader(raw, declarations(project_root))
     environment = _environment(read, stack)
     hosting = read.choice("hosting", HOSTINGS)
     local = hosting == "local"
@@ -600,32 +458,6 @@ def parse_config(
     """The valid config; raises one ConfigError listing every problem."""
     return parse_stack(raw, stack, secrets, region, project_root, plaintext_keys).valid(stack)
 
-
-# -- keys nobody reads ----------------------------------------------------------------------------
-
-
-def ignored_keys(config_keys: Iterable[str], read_keys: Collection[str]) -> list[str]:
-    """A warning for each config key that would be silently ignored: a key of this namespace
-    that no rule asked for, or a key whose namespace is a near miss of this project's name
-    (`userflow-segmnet:`). Each says what was probably meant; none carries a value."""
-    warnings: list[str] = []
-    for key in sorted(config_keys):
-        namespace, _, name = key.rpartition(":")
-        if namespace == NAMESPACE:
-            if name not in read_keys:
-                hint = _did_you_mean(name, read_keys, prefix=f"{NAMESPACE}:")
-                warnings.append(f"config {key}: not a key of this program{hint}; it is ignored")
-        elif namespace and difflib.get_close_matches(namespace, [NAMESPACE], n=1, cutoff=0.8):
-            warnings.append(f"config {key}: namespace {namespace} is not this project's "
-                            f"(did you mean {NAMESPACE}:{name}?); it is ignored")
-    return warnings
-
-
-def _did_you_mean(name: str, candidates: Collection[str], prefix: str) -> str:
-    folded = {c.lower(): c for c in candidates}
-    near = [folded[name.lower()]] if name.lower() in folded else difflib.get_close_matches(
-        name, sorted(candidates), n=1, cutoff=0.75)
-    return f" (did you mean {prefix}{near[0]}?)" if near else " (typo?)"
 
 
 def _stack_config_keys() -> set[str]:

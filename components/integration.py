@@ -19,11 +19,8 @@ import pulumi
 from components.adoption import Adopt
 from components.project import component_type
 from components.rotation import DEFAULT_OVERLAP_SECONDS
-from components.segment_destination import (
-    DEFAULT_EVENT_TYPES,
-    SegmentWebhookDestination,
-    SegmentWebhookDestinationArgs,
-)
+from components.segment_destination import SegmentWebhookDestination, SegmentWebhookDestinationArgs
+from components.segment_destination_payloads import DEFAULT_EVENT_TYPES
 from components.segment_source import SegmentSource, SegmentSourceArgs, SegmentSourceLookup
 from components.userflow_webhook import (
     DEFAULT_TOPICS,

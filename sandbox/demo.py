@@ -50,7 +50,7 @@ from components.segment_api import TOKEN_KEY as SEGMENT_TOKEN_KEY
 from components.userflow_api import API_KEY_KEY
 from ops.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
 from ops.segment_reports import SegmentReportError, SegmentReports
-from ops.verify import session_path
+from ops.target import session_path
 from sandbox.services import ServiceError, ServiceGroup, free_port
 from sandbox.traffic import (
     ANONYMOUS_TRACKS,

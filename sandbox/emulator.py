@@ -1,7 +1,8 @@
 """The shared skeleton of the sandbox emulators: a threaded stdlib HTTP server, the request log,
 injectable faults, the `/__sandbox__/` inspection routes, seedable ids, method-and-path
-routing, the command-line flags every emulator takes, and the background delivery workers
-(retries on a compressed clock) that send webhooks.
+routing and the command-line flags every emulator takes. What goes over the wire (strict JSON,
+requests, responses) is `sandbox/wire.py`; the background workers that send webhooks (retries
+on a compressed clock) are `sandbox/outbound.py`.
 
 Each emulator subclasses `Emulator` and supplies only its API: `handle_api`, how an injected
 fault looks on its wire (`fault_response`), its state snapshot and its reset.
@@ -11,164 +12,34 @@ from __future__ import annotations
 
 import abc
 import argparse
-import json
-import math
 import random
 import re
 import string
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Generic, Self, TypedDict, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from sandbox.outbound import DeliveryWorkers, RetryPolicy
+from sandbox.wire import (
+    MAX_BODY_BYTES,
+    ApiError,
+    HttpRequest,
+    HttpResponse,
+    JsonObject,
+    clip,
+    json_response,
+    parse_json,
+    utc_now_iso,
+)
+
 SANDBOX_PREFIX = "/__sandbox__/"
-JSON_TYPE = "application/json"
-# Input bounds: whatever a client sends, an emulator answers 4xx, never 5xx, in bounded time and
-# memory (tests trust the emulators, so they are held to the bridge's standard).
-MAX_BODY_BYTES = 8 * 1024 * 1024
-MAX_JSON_DEPTH = 64
-MAX_NUMBER_DIGITS = 308  # beyond a double's range: JSON.parse would make it Infinity
-MAX_ECHO_CHARS = 200  # how much of a client's path or value an answer or the log repeats
-
-JsonObject = dict[str, Any]
 Handler = TypeVar("Handler")
-
-
-def utc_now_iso() -> str:
-    """ISO 8601 with milliseconds and a `Z`, as both vendors print timestamps."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def compact_json(value: Any) -> bytes:
-    """`JSON.stringify` bytes: no spaces, non-ASCII kept, key order kept (the signing form)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """`text` cut to `limit` characters (marked with …), for echoing client input."""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-class BadJson(ValueError):
-    """A body that is not JSON as the vendors' APIs accept it (the message says why)."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise BadJson(f"{name} is not JSON")
-
-
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise BadJson(f"number {clip(literal, 20)} is out of range")
-    return value
-
-
-def _bounded_int(literal: str) -> int:
-    if len(literal.lstrip("-")) > MAX_NUMBER_DIGITS:
-        raise BadJson(f"number {clip(literal, 20)} is out of range")
-    return int(literal)
-
-
-def _check_tree(value: Any) -> None:
-    """Nesting depth and strings: a lone surrogate (`"\\ud800"`) cannot be stored or sent
-    as UTF-8, so it is refused here rather than failing later on the way out."""
-    todo: list[tuple[Any, int]] = [(value, 1)]
-    while todo:
-        node, depth = todo.pop()
-        if isinstance(node, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise BadJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
-            items = node.items() if isinstance(node, dict) else enumerate(node)
-            for key, child in items:
-                if isinstance(key, str):
-                    todo.append((key, depth))
-                todo.append((child, depth + 1))
-        elif isinstance(node, str):
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadJson("a string holds a lone surrogate (not valid Unicode)") from None
-
-
-def parse_json(raw: bytes) -> Any:
-    """A request body as JSON, strictly: UTF-8, no NaN/Infinity, no number beyond a double's
-    range (`1e400`), no lone surrogate, at most `MAX_JSON_DEPTH` levels. Raises `BadJson`."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadJson("the body is not UTF-8") from None
-    try:
-        value = json.loads(
-            text,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
-    except RecursionError:
-        raise BadJson(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except BadJson:
-        raise
-    except ValueError as exc:
-        raise BadJson(f"invalid JSON: {clip(str(exc))}") from None
-    _check_tree(value)
-    return value
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    """One request as the emulator sees it; headers are case-insensitive (email.Message)."""
-
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    headers: Message
-    body: bytes
-
-    def header(self, name: str, default: str = "") -> str:
-        value = self.headers.get(name)
-        return default if value is None else str(value)
-
-    @property
-    def content_type(self) -> str:
-        return self.header("Content-Type").split(";")[0].strip().lower()
-
-    def query_value(self, name: str) -> str | None:
-        for key, value in self.query:
-            if key == name:
-                return value
-        return None
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    body: bytes = b""
-    content_type: str = JSON_TYPE
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_response(
-    status: int, payload: Any, content_type: str = JSON_TYPE, headers: dict[str, str] | None = None
-) -> HttpResponse:
-    return HttpResponse(status, compact_json(payload), content_type, dict(headers or {}))
-
-
-class ApiError(Exception):
-    """Raised inside a handler to answer with a ready-made response."""
-
-    def __init__(self, response: HttpResponse) -> None:
-        super().__init__(response.status)
-        self.response = response
 
 
 @dataclass
@@ -276,134 +147,6 @@ class Router(Generic[Handler]):
         raise NoRoute(path_known)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries on a compressed clock: `backoff_s * 2**(attempt-1)` between attempts."""
-
-    max_attempts: int = 5
-    backoff_s: float = 0.2
-    timeout_s: float = 10.0
-
-
-@dataclass
-class OutboundRequest:
-    """One webhook to send (and resend): everything but the attempt number is fixed."""
-
-    delivery_id: str
-    url: str
-    method: str
-    headers: dict[str, str]
-    body: bytes
-    retryable: Callable[[int | None], bool]
-    meta: JsonObject = field(default_factory=dict)
-
-
-def delivery_outcome(status: int | None, retryable: bool, last_attempt: bool) -> str:
-    """What one attempt meant: `success` (2xx), `retry` (another attempt follows), `discarded`
-    (a final refusal, not retried) or `expired` (retryable, but the attempts are used up)."""
-    if status is not None and 200 <= status < 300:
-        return "success"
-    if not retryable:
-        return "discarded"
-    return "expired" if last_attempt else "retry"
-
-
-class DeliveryWorkers:
-    """Sends outbound webhooks on background threads, never on the request's thread.
-
-    Every attempt is recorded through `record` (status, attempt number, latency, error, and its
-    `outcome`, see `delivery_outcome`);
-    `pending` counts deliveries not yet finished so tests can wait for quiet.
-    """
-
-    def __init__(
-        self, policy: RetryPolicy, record: Callable[[JsonObject], None], workers: int = 8
-    ) -> None:
-        self.policy = policy
-        self._record = record
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emu-delivery")
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._idle = threading.Condition(self._lock)
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return self._pending
-
-    def submit(self, outbound: OutboundRequest) -> None:
-        with self._lock:
-            self._pending += 1
-        self._pool.submit(self._run, outbound)
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with self._idle:
-            while self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-        return True
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopping.is_set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _run(self, outbound: OutboundRequest) -> None:
-        try:
-            for attempt in range(1, self.policy.max_attempts + 1):
-                if self._stopping.is_set():
-                    return
-                status, error, latency_ms = self._attempt(outbound)
-                outcome = delivery_outcome(
-                    status, outbound.retryable(status), attempt == self.policy.max_attempts
-                )
-                self._record(
-                    {
-                        "delivery_id": outbound.delivery_id,
-                        "attempt": attempt,
-                        "url": outbound.url,
-                        "method": outbound.method,
-                        "status": status,
-                        "error": error,
-                        "outcome": outcome,
-                        "latency_ms": latency_ms,
-                        "at": utc_now_iso(),
-                        **outbound.meta,
-                    }
-                )
-                if outcome != "retry":
-                    return
-                if self._stopping.wait(self.policy.backoff_s * 2 ** (attempt - 1)):
-                    return
-        finally:
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
-
-    def _attempt(self, outbound: OutboundRequest) -> tuple[int | None, str | None, float]:
-        """One try: (status or None, error or None, latency in ms)."""
-        request = urllib.request.Request(  # noqa: S310 - URLs come from subscriptions the test made
-            outbound.url, data=outbound.body, method=outbound.method, headers=outbound.headers
-        )
-        started = time.monotonic()
-        status: int | None = None
-        error: str | None = None
-        try:
-            with urllib.request.urlopen(request, timeout=self.policy.timeout_s) as reply:  # noqa: S310
-                status = int(reply.status)
-                reply.read()
-        except urllib.error.HTTPError as exc:
-            status = int(exc.code)
-        except (OSError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        return status, error, round((time.monotonic() - started) * 1000, 1)
 
 
 class DeliveryOptions(TypedDict, total=False):

@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sandbox.emulator import JSON_TYPE, JsonObject, OutboundRequest, compact_json
+from sandbox.outbound import OutboundRequest
 from sandbox.segment.catalog import (
     BATCH_SIZE_RANGE,
     WEBHOOKS_ACTIONS_DESTINATION_ID,
     WEBHOOKS_SEND_ACTION_ID,
 )
 from sandbox.segment.fql import Node, parse_trigger
+from sandbox.wire import JSON_TYPE, JsonObject, compact_json
 
 if TYPE_CHECKING:
     from sandbox.segment.server import SegmentEmulator

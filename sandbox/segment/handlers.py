@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sandbox.emulator import ApiError, JsonObject, utc_now_iso
 from sandbox.segment.catalog import (
     DESTINATION_METADATA,
     SOURCE_METADATA,
@@ -46,6 +45,7 @@ from sandbox.segment.observability import (
     event_volume,
     query_one,
 )
+from sandbox.wire import ApiError, JsonObject, utc_now_iso
 
 if TYPE_CHECKING:
     from sandbox.segment.server import SegmentEmulator

@@ -10,14 +10,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sandbox.emulator import (
-    ApiError,
-    HttpRequest,
-    HttpResponse,
-    JsonObject,
-    clip,
-    json_response,
-)
 from sandbox.segment.catalog import (
     BATCH_SIZE_RANGE,
     DEFAULT_DATA_MAPPING,
@@ -29,6 +21,7 @@ from sandbox.segment.catalog import (
     mask_secret,
 )
 from sandbox.segment.fql import FqlError, parse_trigger
+from sandbox.wire import ApiError, HttpRequest, HttpResponse, JsonObject, clip, json_response
 
 if TYPE_CHECKING:
     from sandbox.segment.server import SegmentEmulator

@@ -9,21 +9,20 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from sandbox.emulator import (
+from sandbox.emulator import NoRoute, Route
+from sandbox.segment.models import Caller, Operation, PublicCall, error_envelope, rate_limited
+from sandbox.segment.routes import ROUTES, spec_path
+from sandbox.segment.spec import SpecRequest
+from sandbox.wire import (
     JSON_TYPE,
     ApiError,
     BadJson,
     HttpRequest,
     HttpResponse,
-    NoRoute,
-    Route,
     clip,
     json_response,
     parse_json,
 )
-from sandbox.segment.models import Caller, Operation, PublicCall, error_envelope, rate_limited
-from sandbox.segment.routes import ROUTES, spec_path
-from sandbox.segment.spec import SpecRequest
 
 if TYPE_CHECKING:
     from sandbox.segment.server import SegmentEmulator

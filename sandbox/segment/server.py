@@ -63,10 +63,7 @@ from sandbox.emulator import (
     DeliveryOptions,
     Emulator,
     Fault,
-    HttpRequest,
-    HttpResponse,
     IdFactory,
-    JsonObject,
     add_delivery_arguments,
     add_server_arguments,
     delivery_options,
@@ -82,6 +79,7 @@ from sandbox.segment.models import (
 from sandbox.segment.public_api import handle_public
 from sandbox.segment.spec import SPEC_PATH_ENV, SegmentSpec, load_spec
 from sandbox.segment.tracking import handle_tracking, tracking_error
+from sandbox.wire import HttpRequest, HttpResponse, JsonObject
 
 __all__ = ["ADMIN_TOKEN", "NOADMIN_TOKEN", "WORKSPACE_ID", "SegmentEmulator", "main"]
 

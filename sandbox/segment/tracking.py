@@ -14,7 +14,8 @@ import binascii
 import zlib
 from typing import TYPE_CHECKING
 
-from sandbox.emulator import (
+from sandbox.segment.delivery import fan_out
+from sandbox.wire import (
     BadJson,
     HttpRequest,
     HttpResponse,
@@ -24,7 +25,6 @@ from sandbox.emulator import (
     parse_json,
     utc_now_iso,
 )
-from sandbox.segment.delivery import fan_out
 
 if TYPE_CHECKING:
     from sandbox.segment.server import SegmentEmulator

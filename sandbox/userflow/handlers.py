@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sandbox.emulator import HttpRequest, JsonObject, utc_now_iso
 from sandbox.userflow.attributes import merge_attributes
 from sandbox.userflow.models import (
     API_VERSION,
@@ -27,6 +26,7 @@ from sandbox.userflow.models import (
     validated_attributes,
 )
 from sandbox.userflow.webhooks import TOPIC_PATTERN, notify
+from sandbox.wire import HttpRequest, JsonObject, utc_now_iso
 
 if TYPE_CHECKING:
     from sandbox.userflow.server import UserflowEmulator

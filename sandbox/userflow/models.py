@@ -16,16 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sandbox.emulator import (
-    ApiError,
-    BadJson,
-    HttpRequest,
-    JsonObject,
-    clip,
-    json_response,
-    parse_json,
-)
 from sandbox.userflow.attributes import InvalidAttribute, merge_attributes, validate_attributes
+from sandbox.wire import ApiError, BadJson, HttpRequest, JsonObject, clip, json_response, parse_json
 
 if TYPE_CHECKING:
     from sandbox.userflow.server import UserflowEmulator

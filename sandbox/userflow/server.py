@@ -39,21 +39,14 @@ import math
 from typing import Any, Unpack
 
 from sandbox.emulator import (
-    ApiError,
     DeliveryOptions,
     Emulator,
     Fault,
-    HttpRequest,
-    HttpResponse,
-    JsonObject,
     NoRoute,
     Route,
     add_delivery_arguments,
     add_server_arguments,
-    clip,
     delivery_options,
-    json_response,
-    utc_now_iso,
 )
 from sandbox.userflow.attributes import merge_attributes
 from sandbox.userflow.models import (
@@ -68,6 +61,15 @@ from sandbox.userflow.models import (
 )
 from sandbox.userflow.routes import ROUTES
 from sandbox.userflow.webhooks import notify
+from sandbox.wire import (
+    ApiError,
+    HttpRequest,
+    HttpResponse,
+    JsonObject,
+    clip,
+    json_response,
+    utc_now_iso,
+)
 
 __all__ = ["API_VERSION", "SANDBOX_API_KEY", "UserflowEmulator", "main"]
 

@@ -14,8 +14,9 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from sandbox.emulator import JsonObject, OutboundRequest, compact_json, utc_now_iso
+from sandbox.outbound import OutboundRequest
 from sandbox.userflow.models import API_VERSION
+from sandbox.wire import JsonObject, compact_json, utc_now_iso
 
 if TYPE_CHECKING:
     from sandbox.userflow.server import UserflowEmulator

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ops.engine import Engine
-from ops.verify import session_path
+from ops.target import session_path
 from sandbox.demo import DemoError, refuse_if_running, run_demo
 from sandbox.segment import SegmentEmulator
 from sandbox.services import free_port

@@ -18,11 +18,12 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.emulator import MAX_ECHO_CHARS, Emulator, parse_json
+from sandbox.emulator import Emulator
 from sandbox.segment import ADMIN_TOKEN, SegmentEmulator
 from sandbox.segment.routes import ROUTES as SEGMENT_ROUTES
 from sandbox.userflow import API_VERSION, SANDBOX_API_KEY, UserflowEmulator
 from sandbox.userflow.routes import ROUTES as USERFLOW_ROUTES
+from sandbox.wire import MAX_ECHO_CHARS, parse_json
 from tests.emulators.helpers import create_source
 
 HOSTILE_BODIES: dict[str, bytes] = {

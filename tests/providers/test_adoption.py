@@ -18,13 +18,12 @@ from components.adoption import (
 )
 from components.config import (
     OPTIONAL_SECRET_KEYS,
-    PROJECT_ROOT,
     SECRET_KEYS,
     ConfigError,
     StackConfig,
-    declarations,
     parse_config,
 )
+from components.config_keys import PROJECT_ROOT, declarations
 from components.segment_api import (
     HTTP_API_SOURCE_METADATA_ID,
     WEBHOOKS_ACTIONS_METADATA_ID,

@@ -17,14 +17,16 @@ from components.segment_api import HTTP_API_SOURCE_METADATA_ID
 from components.segment_destination import (
     SegmentWebhookDestinationArgs,
     SegmentWebhookDestinationProvider,
-    desired_view,
     destination_inputs,
+    with_destination_defaults,
+)
+from components.segment_destination_payloads import (
+    desired_view,
     fql_trigger,
     observed_shared_secret,
     send_settings,
     subscription_settings_patch,
     validate_destination_inputs,
-    with_destination_defaults,
 )
 from tests.providers.conftest import (
     FAST_RETRIES,

@@ -13,11 +13,10 @@ from components.config import (
     SECRET_KEYS,
     ConfigError,
     StackConfig,
-    declarations,
-    ignored_keys,
     parse_config,
     parse_stack,
 )
+from components.config_keys import declarations, ignored_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 AWS_BASE = {"environment": "staging", "hosting": "aws", "segmentAppSourceSlug": "app-staging"}
@@ -261,7 +260,8 @@ def test_defaults_come_from_pulumi_yaml(tmp_path: Path) -> None:
 
 def test_stack_defaults_agree_with_the_components_defaults() -> None:
     from components.segment_api import DEFAULT_REGION
-    from components.segment_destination import DEFAULT_EVENT_TYPES, SegmentWebhookDestinationArgs
+    from components.segment_destination import SegmentWebhookDestinationArgs
+    from components.segment_destination_payloads import DEFAULT_EVENT_TYPES
 
     declared = declarations(ROOT)
     component = SegmentWebhookDestinationArgs(source_id="", bridge_url="")
@@ -275,7 +275,10 @@ def test_stack_defaults_agree_with_the_components_defaults() -> None:
 
 
 def test_event_types_are_the_destinations() -> None:
-    from components.segment_destination import SEGMENT_EVENT_TYPES, validate_destination_inputs
+    from components.segment_destination_payloads import (
+        SEGMENT_EVENT_TYPES,
+        validate_destination_inputs,
+    )
 
     for event_type in SEGMENT_EVENT_TYPES:
         assert parse({**AWS_BASE, "segmentEventTypes": f'["{event_type}"]'})
@@ -327,7 +330,7 @@ URLS = ["https://x.example", "http://127.0.0.1:8080", "http://localhost:9", "htt
 @pytest.mark.parametrize("url", URLS)
 def test_urls_are_checked_by_the_one_rule_of_the_providers(url: str) -> None:
     # The local stack allows loopback http, as the providers do; both agree on ::1 and queries.
-    from components.segment_destination import validate_destination_inputs
+    from components.segment_destination_payloads import validate_destination_inputs
 
     try:
         parse({**LOCAL_BASE, "bridgeUrl": url}, "local", region=None)
@@ -342,7 +345,7 @@ def test_urls_are_checked_by_the_one_rule_of_the_providers(url: str) -> None:
 
 def test_route_paths_are_written_only_in_project_py() -> None:
     from components.project import SEGMENT_ROUTE_PATH, USERFLOW_ROUTE_PATH
-    from components.segment_destination import bridge_endpoint
+    from components.segment_destination_payloads import bridge_endpoint
     from components.userflow_webhook import webhook_endpoint
 
     assert bridge_endpoint("https://b.example/") == "https://b.example" + SEGMENT_ROUTE_PATH
