@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge_code import VERSION
-from bridge_code.envelope import MAX_MESSAGE_BYTES, compact_json, encode_envelope
+from bridge_code.envelope import (
+    MAX_MESSAGE_BYTES,
+    compact_json,
+    event_text,
+    pack_envelopes,
+    text_size,
+)
 from bridge_code.ledger import ACCEPTED, Claim, Ledger, LedgerUnavailable
 from bridge_code.logs import log, preview, utc_isoformat
 from bridge_code.mapping import (
@@ -413,21 +419,21 @@ class IngestApp:
                  result: Result, raw_event: str | None = None) -> Result:
         received_at = utc_isoformat(self.runtime.clock())
         raw = raw_event if len(events) == 1 else None
-        bodies = [encode_envelope(direction, event, received_at, request.request_id, raw)
-                  for event in events]
-        sizes = [_utf8_size(body) for body in bodies]
-        for index, size in enumerate(sizes):
-            if size > MAX_MESSAGE_BYTES:
-                raise PayloadTooLarge(f"event {index} is {size} bytes once enqueued; "
+        texts = [event_text(event, raw) for event in events]
+        bodies = pack_envelopes(direction, texts, received_at, request.request_id)
+        sizes = [text_size(body) for body in bodies]
+        for size in sizes:
+            if size > MAX_MESSAGE_BYTES:  # only an event alone in its message can be
+                raise PayloadTooLarge(f"an event is {size} bytes once enqueued; "
                                       f"the limit is {MAX_MESSAGE_BYTES}")
         for chunk in _chunks(bodies, sizes):
             self._send_batch(direction, chunk)
         stats = self.runtime.stats
-        stats.add(direction, "accepted", len(bodies))
+        stats.add(direction, "accepted", len(events))
         for reason, n in result.skipped.items():
             stats.skip(direction, reason, n)
-        result.accepted = len(bodies)
-        result.body = {"accepted": len(bodies), "skipped": dict(result.skipped)}
+        result.accepted = len(events)
+        result.body = {"accepted": len(events), "skipped": dict(result.skipped)}
         return result
 
     def _send_batch(self, direction: Direction, bodies: list[str]) -> None:
@@ -492,11 +498,6 @@ def _utf8(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("request body is not valid JSON") from None
-
-
-def _utf8_size(text: str) -> int:
-    # Most bodies are ASCII (the envelope escapes what it re-serializes): no copy needed then.
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _chunks(bodies: list[str], sizes: list[int]) -> list[list[str]]:
