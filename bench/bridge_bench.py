@@ -47,6 +47,7 @@ from bench.cost_model import (  # noqa: E402
     describe_inputs,
     price_note,
     render,
+    render_capacity,
     stack_config,
 )
 from bridge_code import logs  # noqa: E402
@@ -508,8 +509,8 @@ def forged_secret_calls(invocations: int = 1000, interval_s: float = 10.0) -> tu
 # --- (6) the local runner ------------------------------------------------------------------------
 
 def local_runner(levels: tuple[int, ...], per_client: int) -> tuple[float, list[str]]:
-    """Seconds to ingest one 1,000-event Segment batch; then per client count: throughput,
-    p50/p99 of the answer, connection errors (signed single events, the ledger's path)."""
+    """Per client count: throughput, p50/p99 of the answer, connection errors (signed single
+    Segment events, the ledger's path); then seconds to ingest one 1,000-event batch."""
     from sandbox.local_bridge import LocalBridge
 
     upstream = Upstream()
@@ -520,6 +521,15 @@ def local_runner(levels: tuple[int, ...], per_client: int) -> tuple[float, list[
     rows = []
     with LocalBridge(env=env) as bridge:
         logs.use_stream(open(os.devnull, "w"))  # noqa: SIM115 - the runner chose stderr
+        for clients in levels:
+            _drained(bridge)  # each level alone: no earlier level's deliveries running
+            requests = segment_events(clients * per_client, prefix=f"c{clients}-")
+            latencies, errors, elapsed = _load(bridge.url + "/segment", clients, requests)
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            rows.append(f"{clients} clients: {len(requests) / elapsed:.0f} req/s, p50 "
+                        f"{statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+                        f"{errors} errors")
+        _drained(bridge)
         small = [{"type": "identify", "messageId": f"big-{i}", "userId": f"u-{i}",
                   "receivedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "traits": {"plan": "pro"}} for i in range(1000)]
@@ -528,15 +538,14 @@ def local_runner(levels: tuple[int, ...], per_client: int) -> tuple[float, list[
         status = _post(bridge.url + "/segment", body, headers)
         big = time.perf_counter() - started
         assert status == 200, status
-        for clients in levels:
-            requests = segment_events(clients * per_client, prefix=f"c{clients}-")
-            latencies, errors, elapsed = _load(bridge.url + "/segment", clients, requests)
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-            rows.append(f"{clients} clients: {len(requests) / elapsed:.0f} req/s, p50 "
-                        f"{statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-                        f"{errors} errors")
     upstream.close()
     return big, rows
+
+
+def _drained(bridge: Any, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while bridge.stats()["queues"]["queue"] and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _load(url: str, clients: int, requests: list[Request]) -> tuple[list[float], int, float]:
@@ -729,6 +738,9 @@ def _print_costs(staging: StackConfig, production: StackConfig, runs: dict[str, 
             print(line)
         for line in render("Userflow→Segment", config, userflow, "≤ $1.30"):
             print(line)
+        print("Capacity, events/s sustained:")
+        print("  " + render_capacity("Segment→Userflow", config, segment))
+        print("  " + render_capacity("Userflow→Segment", config, userflow))
         print()
     print(price_note())
 

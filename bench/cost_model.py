@@ -168,3 +168,51 @@ def describe_inputs(config: StackConfig) -> str:
 def price_note() -> str:
     return ("Prices: us-east-1 list prices as published on " + ", ".join(PRICE_SOURCES)
             + " (written in bench/cost_model.py, not fetched); free tiers left out.")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Sustained events/s of one direction, stage by stage; the smallest limits."""
+
+    api: float
+    ingest: float
+    delivery: float
+
+    def limit(self) -> tuple[str, float]:
+        return min((("API throttle", self.api), ("ingest concurrency", self.ingest),
+                    ("delivery concurrency", self.delivery)), key=lambda kv: kv[1])
+
+
+def capacity(config: StackConfig, m: Measured) -> Capacity:
+    """Events/s each stage sustains: the API's steady rate, ingest's reserved concurrency
+    over its duration, delivery's reserved concurrency over an invocation's duration."""
+    from bridge_code.delivery import DELIVERY_THREADS
+
+    ingest_s = m.ingest_cpu_per_request_s + m.ingest_aws_calls_per_request * AWS_CALL_SECONDS
+    per_invocation = config.delivery_batch_size * m.events_per_message
+    if m.upstream_batched:
+        invocation_s = UPSTREAM_CALL_SECONDS + per_invocation * m.delivery_cpu_per_event_s
+    else:
+        rounds = math.ceil(per_invocation / DELIVERY_THREADS)
+        invocation_s = rounds * (UPSTREAM_CALL_SECONDS
+                                 + m.delivery_aws_calls_per_event * AWS_CALL_SECONDS)
+    unreserved = 1000  # an account's default concurrency limit when -1 (unreserved)
+    ingest_slots = config.ingest_reserved_concurrency
+    delivery_slots = config.delivery_reserved_concurrency
+    return Capacity(
+        api=config.api_throttle_rate_limit * m.events_per_request,
+        ingest=(ingest_slots if ingest_slots > 0 else unreserved) / ingest_s
+        * m.events_per_request,
+        delivery=(delivery_slots if delivery_slots > 0 else unreserved) / invocation_s
+        * per_invocation)
+
+
+def render_capacity(title: str, config: StackConfig, m: Measured) -> str:
+    c = capacity(config, m)
+    name, value = c.limit()
+    return (f"{title}: API {c.api:,.0f}/s ({config.api_throttle_rate_limit:g} req/s x "
+            f"{m.events_per_request}), ingest {c.ingest:,.0f}/s "
+            f"({config.ingest_reserved_concurrency} slots), delivery {c.delivery:,.0f}/s "
+            f"({config.delivery_reserved_concurrency} slots x "
+            f"{config.delivery_batch_size * m.events_per_message:.0f} events/invocation) "
+            f"-> {value:,.0f} events/s, limited by {name}")
