@@ -61,19 +61,18 @@ def event_text(event: dict[str, Any], raw_event: str | None = None) -> str:
     return raw_event
 
 
-def _header(version: int, direction: Direction, received_at: str, request_id: str,
-            receives: int) -> str:
+def _fields(direction: Direction, received_at: str, request_id: str, receives: int) -> str:
+    """The fields every message of one request shares, after its version."""
     extra = f'"receives":{receives},' if receives else ""
-    return (f'{{"v":{version},"direction":"{direction}",'
-            f'"received_at":{compact_json(received_at)},'
+    return (f'"direction":"{direction}","received_at":{compact_json(received_at)},'
             f'"request_id":{compact_json(request_id)},{extra}')
 
 
 def encode_envelope(direction: Direction, event: dict[str, Any], received_at: str,
                     request_id: str, raw_event: str | None = None, receives: int = 0) -> str:
     """`Envelope(...).encode(raw_event)` without building the Envelope (the ingest hot path)."""
-    return (_header(ENVELOPE_VERSION, direction, received_at, request_id, receives)
-            + f'"event":{event_text(event, raw_event)}}}')
+    return (f'{{"v":{ENVELOPE_VERSION},{_fields(direction, received_at, request_id, receives)}'
+            f'"event":{event_text(event, raw_event)}}}')
 
 
 def text_size(text: str) -> int:
@@ -87,10 +86,11 @@ def pack_envelopes(direction: Direction, texts: list[str], received_at: str,
     and `MAX_MESSAGE_EVENTS` each; an event alone in its message is a version 1 envelope.
     A body over `MAX_MESSAGE_BYTES` is returned as is: only a single event too large for any
     message makes one, and the caller refuses it."""
-    single = _header(ENVELOPE_VERSION, direction, received_at, request_id, receives)
-    many = _header(MANY_EVENTS_VERSION, direction, received_at, request_id, receives)
-    # The room a version 2 message leaves for its events: header, `"events":[`, `]}`.
-    room = MAX_MESSAGE_BYTES - len(many) - 12
+    fields = _fields(direction, received_at, request_id, receives)
+    if len(texts) == 1:  # one webhook, one unbatched Segment event: the common case
+        return [f'{{"v":{ENVELOPE_VERSION},{fields}"event":{texts[0]}}}']
+    # The room a version 2 message leaves for its events: `{"v":2,`, `"events":[`, `]}`.
+    room = MAX_MESSAGE_BYTES - len(fields) - 24
     groups: list[list[str]] = []
     current: list[str] = []
     used = 0
@@ -103,8 +103,9 @@ def pack_envelopes(direction: Direction, texts: list[str], received_at: str,
         used += size
     if current:
         groups.append(current)
-    return [f'{single}"event":{group[0]}}}' if len(group) == 1
-            else f'{many}"events":[{",".join(group)}]}}' for group in groups]
+    return [f'{{"v":{ENVELOPE_VERSION},{fields}"event":{group[0]}}}' if len(group) == 1
+            else f'{{"v":{MANY_EVENTS_VERSION},{fields}"events":[{",".join(group)}]}}'
+            for group in groups]
 
 
 def decode_envelopes(body: str) -> list[Envelope]:
