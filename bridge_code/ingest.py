@@ -294,22 +294,30 @@ class IngestApp:
         message_id = _signed_message_id(events[0])
         self._check_fresh(events[0])
         result = Result(body={})
-        keep = []
+        keep: list[dict[str, Any]] = []
+        # Each kept event's JSON text, written once: it is both measured and queued.
+        texts: list[str] = []
         whole_body_small = len(request.body) <= SEGMENT_EVENT_LIMIT
         for event in events:
             skip = segment_skip(event, self.runtime.mapping)
             if skip is not None:
                 result.skipped[skip.reason] += 1
-            elif not whole_body_small and _segment_event_size(event) > SEGMENT_EVENT_LIMIT:
-                result.skipped[SKIP_OVERSIZE] += 1
+                continue
+            if isinstance(payload, dict):
+                # A single event is queued as the bytes Segment sent (already proven valid
+                # JSON), sparing a re-serialization on the hot path.
+                encoded = event_text(event, text)
             else:
-                keep.append(event)
-        # A single event is queued as the bytes Segment sent (already proven valid JSON),
-        # sparing a re-serialization on the hot path.
-        raw = text if isinstance(payload, dict) and keep else None
+                encoded = compact_json(event)
+                if not whole_body_small and _segment_event_size(
+                        event, encoded) > SEGMENT_EVENT_LIMIT:
+                    result.skipped[SKIP_OVERSIZE] += 1
+                    continue
+            keep.append(event)
+            texts.append(encoded)
         if not keep:
             return self._enqueue("segment_to_userflow", keep, request, result)
-        return self._enqueue_once(ledger, message_id, keep, request, result, raw)
+        return self._enqueue_once(ledger, message_id, keep, request, result, texts)
 
     def _check_fresh(self, event: dict[str, Any]) -> None:
         s = self.runtime.settings
@@ -325,7 +333,7 @@ class IngestApp:
             raise Unauthorized("the signed event is dated in the future")
 
     def _enqueue_once(self, ledger: Ledger, message_id: str, events: list[dict[str, Any]],
-                      request: Request, result: Result, raw: str | None) -> Result:
+                      request: Request, result: Result, texts: list[str]) -> Result:
         """Claim the signed messageId, enqueue, then mark it accepted; a failed enqueue
         releases the claim, so Segment's retry after our 503 is taken, not skipped."""
         s = self.runtime.settings
@@ -343,7 +351,7 @@ class IngestApp:
             raise TooManyRequests("this event is being accepted by another request; retry",
                                   {"retry-after": "5"})
         try:
-            self._enqueue("segment_to_userflow", events, request, result, raw)
+            self._enqueue("segment_to_userflow", events, request, result, texts)
         except BaseException:
             self._release(ledger, claim, request.request_id)
             raise
@@ -379,7 +387,8 @@ class IngestApp:
         if isinstance(mapped, Skip):
             result.skipped[mapped.reason] += 1
             return self._enqueue("userflow_to_segment", [], request, result)
-        return self._enqueue("userflow_to_segment", [payload], request, result, text)
+        return self._enqueue("userflow_to_segment", [payload], request, result,
+                             [event_text(payload, text)])
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -416,10 +425,11 @@ class IngestApp:
             raise ServiceUnavailable("the signing secret could not be read") from None
 
     def _enqueue(self, direction: Direction, events: list[dict[str, Any]], request: Request,
-                 result: Result, raw_event: str | None = None) -> Result:
+                 result: Result, texts: list[str] | None = None) -> Result:
+        """Queue `events` (their JSON `texts` when at hand) and count them in `result`."""
         received_at = utc_isoformat(self.runtime.clock())
-        raw = raw_event if len(events) == 1 else None
-        texts = [event_text(event, raw) for event in events]
+        if texts is None:
+            texts = [event_text(event) for event in events]
         bodies = pack_envelopes(direction, texts, received_at, request.request_id)
         sizes = [text_size(body) for body in bodies]
         for size in sizes:
@@ -483,12 +493,11 @@ def _segment_event_time(event: dict[str, Any]) -> float | None:
     return None
 
 
-def _segment_event_size(event: dict[str, Any]) -> int:
-    """The event's size as Segment counts it (JSON.stringify, UTF-8). The escaped ASCII
-    text is never shorter, so it decides the common case without the exact measure."""
-    ascii_size = len(compact_json(event))
-    if ascii_size <= SEGMENT_EVENT_LIMIT:
-        return ascii_size
+def _segment_event_size(event: dict[str, Any], ascii_text: str) -> int:
+    """The event's size as Segment counts it (JSON.stringify, UTF-8). Its escaped ASCII text
+    (`ascii_text`) is never shorter, so it decides the common case without the exact measure."""
+    if len(ascii_text) <= SEGMENT_EVENT_LIMIT:
+        return len(ascii_text)
     return len(json_stringify(event).encode("utf-8", "surrogatepass"))
 
 
