@@ -7,7 +7,7 @@ STACK ?= staging
 export PATH := $(CURDIR)/.tools/pulumi:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-dev demo test lint verify version clean
+.PHONY: help setup setup-dev demo test lint verify bench version clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -31,6 +31,9 @@ lint: setup ## ruff and mypy (strict) over the repository
 
 verify: setup ## end-to-end checks of a deployed stack (STACK=staging by default)
 	$(PY) -m ops verify --stack $(STACK) $(ARGS)
+
+bench: setup ## measure the bridge: each figure with its goal, then the cost per million events
+	$(PY) bench/bridge_bench.py $(ARGS)
 
 version: ## print this project's version (the VERSION file)
 	@cat VERSION

@@ -1,18 +1,13 @@
-"""Bridge benchmark: the five measurements of the bridge issue, printed as a table.
+"""Bridge benchmark: every figure of the performance issue, with its goal, then the AWS cost
+per million events per direction computed from the stacks' own config.
 
-    .venv/bin/python bench/bridge_bench.py [--quick]
+    make bench            # or: .venv/bin/python bench/bridge_bench.py [--quick]
 
-The machine is shared and noisy, so each figure is a ratio taken within one run (the bridge
-next to the irreducible work on the same bytes, a batch next to one call), not an absolute.
-SQS, Secrets Manager and the ledger's DynamoDB table are in-memory stubs here (their cost is
-AWS's, not the bridge's; the ledger stub grants every claim, since each round sends the same
-events again);
-HTTP to the upstream is real, over 127.0.0.1. Measurement (1) is the process CPU of every
-thread the bridge runs, twice: with the upstream call stubbed (the bridge's own code) and with
-real calls to a fake upstream in a child process (the client side of each call is the
-bridge's cost; the fake server's is not, so it runs outside the measured process).
-
-    .venv/bin/python bench/bridge_bench.py --only-cpu     # measurement (1) alone
+The machine is shared and noisy, so the CPU figures are ratios taken within one run, round
+by round (the bridge next to json.loads + HMAC of the same bytes), printed as min/median/max.
+SQS, Secrets Manager, the ledger's table and the upstream are stubs in (1); (2) runs the real
+boto3 SQS client against moto's server in a child process; (3), (4) and (6) use real HTTP
+over 127.0.0.1. The cost model and its list prices: bench/cost_model.py.
 """
 
 from __future__ import annotations
@@ -20,8 +15,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import http.client
 import io
 import json
+import math
 import os
 import shutil
 import socket
@@ -33,6 +30,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -42,17 +40,30 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
+from bench.cost_model import (  # noqa: E402
+    LOG_EVENT_OVERHEAD_BYTES,
+    Measured,
+    access_log_bytes,
+    describe_inputs,
+    price_note,
+    render,
+    render_capacity,
+    stack_config,
+)
 from bridge_code import logs  # noqa: E402
-from bridge_code.aws import AwsClients  # noqa: E402
+from bridge_code.aws import AwsClients, AwsTarget  # noqa: E402
 from bridge_code.delivery import DeliveryApp  # noqa: E402
 from bridge_code.ingest import IngestApp  # noqa: E402
 from bridge_code.ledger import Claim  # noqa: E402
 from bridge_code.mapping import MappingConfig  # noqa: E402
+from bridge_code.metrics import SETTINGS_VARIABLE, measured  # noqa: E402
 from bridge_code.runtime import BridgeRuntime  # noqa: E402
 from bridge_code.secret_store import SecretStore  # noqa: E402
 from bridge_code.settings import BridgeSettings  # noqa: E402
 from bridge_code.signatures import sign_segment, sign_userflow  # noqa: E402
 from bridge_code.upstream import Outcome, UpstreamClient  # noqa: E402
+from components.aws.metrics import BridgeMetricsDefinition  # noqa: E402
+from components.config import StackConfig  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"
 SECRETS = {"arn:shared": "bench-shared", "arn:webhook": "bench-webhook",
@@ -164,35 +175,8 @@ class Upstream:
         self.server.server_close()
 
 
-class UpstreamProcess:
-    """The same counting upstream in a child process (`--serve-upstream`): its server-side CPU
-    is then not in this process's `process_time`, while the bridge's client side of every call
-    (urllib3, the socket system calls) still is."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve-upstream"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            raise RuntimeError("the upstream process did not start")
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()  # the child serves until its stdin closes
-        self.process.wait(timeout=10)
-
-
-def serve_upstream() -> int:
-    upstream = Upstream()
-    print(upstream.url, flush=True)
-    sys.stdin.read()
-    upstream.close()
-    return 0
-
-
-def runtime(upstream_url: str = "http://127.0.0.1:9") -> tuple[BridgeRuntime, StubAws]:
+def runtime(upstream_url: str = "http://127.0.0.1:9",
+            clock: Callable[[], float] = time.monotonic) -> tuple[BridgeRuntime, StubAws]:
     aws = StubAws()
     arns = {name: name for name in SECRETS}
     settings = BridgeSettings(
@@ -202,7 +186,7 @@ def runtime(upstream_url: str = "http://127.0.0.1:9") -> tuple[BridgeRuntime, St
         userflow_api_key_arn=arns["arn:uf-key"], segment_write_key_arn=arns["arn:write-key"],
         userflow_api_url=upstream_url, segment_tracking_url=upstream_url,
         ledger_table="stub", segment_batching=True)
-    store = SecretStore(aws.secret_string, settings.secrets_ttl_seconds)
+    store = SecretStore(aws.secret_string, settings.secrets_ttl_seconds, clock=clock)
     return BridgeRuntime(settings, cast(AwsClients, aws), store, MappingConfig(),
                          ledger=GrantingLedger()), aws
 
@@ -235,12 +219,12 @@ def records(bodies: list[str]) -> dict[str, Any]:
                         for i, body in enumerate(bodies)]}
 
 
-def segment_events(n: int) -> list[tuple[bytes, dict[str, str]]]:
+def segment_events(n: int, prefix: str = "") -> list[tuple[bytes, dict[str, str]]]:
     out = []
     for i in range(n):
         event = fixture("segment_track.json")
         # received by Segment just now: older signed events are refused
-        event.update(messageId=f"bench-{i}", userId=f"user-{i}", receivedAt=time.strftime(
+        event.update(messageId=f"bench-{prefix}{i}", userId=f"user-{i}", receivedAt=time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         body = json.dumps(event).encode()
         out.append((body, {"x-signature": sign_segment(body, SECRETS["arn:shared"])}))
@@ -275,52 +259,86 @@ def batched(requests: list[Request], size: int) -> list[Request]:
     return out
 
 
-def cpu_ratio(route: str, requests: list[tuple[bytes, dict[str, str]]],
-              irreducible: Callable[[bytes], object], rounds: int,
-              per_request: int = 1, http: bool = False) -> tuple[float, float, float]:
-    """CPU per event of ingest + delivery, next to json parse + HMAC of the same events.
+class CountingStream(io.StringIO):
+    """Where the bridge's log lines go during the bench: only their bytes are kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        # CloudWatch Logs bills each line's bytes plus a fixed overhead per log event.
+        self.bytes += len(text.encode("utf-8")) + text.count("\n") * LOG_EVENT_OVERHEAD_BYTES
+        return len(text)
+
+
+@dataclass
+class CpuRun:
+    ratios: list[float]
+    ingest_cpu_per_request: float
+    delivery_cpu_per_event: float
+    message_bytes_per_event: float
+    events_per_message: float
+    ingest_log_bytes_per_request: float
+    delivery_log_bytes_per_invocation: float
+
+
+def cpu_run(route: str, requests: list[Request], irreducible: Callable[[bytes], object],
+            rounds: int, per_request: int, delivery_batch: int) -> CpuRun:
+    """CPU per event of ingest + delivery (SQS, ledger and upstream stubbed), next to json
+    parse + HMAC of the same events, round by round (interleaved: both see the same machine).
 
     `process_time` counts every thread of this process: the handlers and the delivery pool.
-    Without `http` the upstream call is stubbed (the bridge's own code alone); with it, the
-    calls go over 127.0.0.1 to an upstream in a child process, so the client side of each
-    call is counted and the fake server's side is not.
+    Handlers run through `measured`, as on Lambda, so the EMF lines are paid and counted.
     """
-    server = UpstreamProcess() if http else None
-    rt, aws = runtime(server.url if server else "http://127.0.0.1:9")
-    ingest = IngestApp(rt)
-    delivery = DeliveryApp(rt) if server else DeliveryApp(rt, upstream=InstantUpstream())
+    rt, aws = runtime()
+    ingest, delivery = IngestApp(rt), DeliveryApp(rt, upstream=InstantUpstream())
     baseline_requests = requests
     if per_request > 1:
         requests = batched(requests, per_request)
     events = [apigw(route, body, headers) for body, headers in requests]
     event_count = len(baseline_requests)
+    stream = CountingStream()
+    logs.use_stream(stream)
+    split: dict[str, float] = {}
 
     def bridge_once() -> None:
         aws.sqs.bodies.clear()
+        started = time.process_time()
         for event in events:
-            assert ingest.handle(event)["statusCode"] == 200
-        for start in range(0, len(aws.sqs.bodies), 10):
-            result = delivery.handle(records(aws.sqs.bodies[start:start + 10]))
+            assert measured(rt.stats, ingest.handle, event, None)["statusCode"] == 200
+        split["ingest"] = time.process_time() - started
+        split["messages"] = len(aws.sqs.bodies)
+        split["message_bytes"] = sum(len(b.encode()) for b in aws.sqs.bodies)
+        split["ingest_logs"] = stream.bytes
+        started = time.process_time()
+        for start in range(0, len(aws.sqs.bodies), delivery_batch):
+            result = measured(rt.stats, delivery.handle,
+                              records(aws.sqs.bodies[start:start + delivery_batch]), None)
             assert result == {"batchItemFailures": []}
+        split["invocations"] = math.ceil(len(aws.sqs.bodies) / delivery_batch)
+        split["delivery"] = time.process_time() - started
+        split["delivery_logs"] = stream.bytes - split["ingest_logs"]
+        stream.bytes = 0
 
     def baseline_once() -> None:
         for body, _ in baseline_requests:
             irreducible(body)
 
     bridge_once()  # warm: secrets cached, pool threads started
-    # Interleaved so both sides see the same machine; the least-disturbed round of each.
-    # Many short rounds: on a shared machine other work only ever adds time, so the minimum
-    # of many is the figure that repeats from run to run.
-    bridge_samples, base_samples = [], []
+    # Many short rounds, interleaved; on a shared machine other work only ever adds time.
+    ratios, ingest_cpu, delivery_cpu = [], [], []
     for _ in range(rounds * 4):
-        bridge_samples.append(_cpu(bridge_once))
-        base_samples.append(_cpu(baseline_once))
-    bridge_cpu = min(bridge_samples) / event_count
-    base_cpu = min(base_samples) / event_count
+        bridge = _cpu(bridge_once)
+        ingest_cpu.append(split["ingest"])
+        delivery_cpu.append(split["delivery"])
+        ratios.append(bridge / _cpu(baseline_once))
     delivery.close()
-    if server:
-        server.close()
-    return bridge_cpu, base_cpu, bridge_cpu / base_cpu
+    logs.use_stream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+    return CpuRun(ratios, min(ingest_cpu) / len(events), min(delivery_cpu) / event_count,
+                  split["message_bytes"] / event_count, event_count / split["messages"],
+                  split["ingest_logs"] / len(events),
+                  split["delivery_logs"] / split["invocations"])
 
 
 def _cpu(work: Callable[[], None]) -> float:
@@ -340,49 +358,112 @@ def userflow_irreducible(body: bytes) -> object:
     return json.loads(body)
 
 
-def design_floor(body: bytes) -> object:
-    """What the required design cannot avoid per event, in C-speed primitives only: verify and
-    parse at ingest, write the queue message, parse it at delivery, write the upstream body."""
-    hmac.new(SECRETS["arn:shared"].encode(), body, hashlib.sha1).hexdigest()
-    event = json.loads(body)
-    message = json.dumps({"event": event})
-    return json.dumps(json.loads(message)["event"])
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    """min / median / max."""
+    return "/".join(fmt.format(v) for v in (min(values), statistics.median(values),
+                                            max(values)))
 
 
-# --- (2) batch of 10 against a 50 ms upstream ---------------------------------------------------
+# --- (2) boto3's SQS client, for real, against moto in another process ------------------------
 
-def batch_latency(direction: str, rounds: int) -> tuple[float, float, float]:
+class MotoProcess:
+    """moto's server in a child process: its CPU is not in this process's `process_time`,
+    the whole botocore client path (serialize, sign, HTTP, parse) is."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1",
+             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto_server did not start")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def sqs_client_cpu(moto: MotoProcess, route: str, requests: list[Request], per_request: int,
+                   rounds: int) -> list[float]:
+    """CPU per event of ingest with the real boto3 SQS client minus the same with the stub,
+    round by round: what the SQS client costs per event."""
+    rt, stub = runtime()
+    clients = AwsClients(AwsTarget(endpoint_url=moto.url, region="us-east-1",
+                                   access_key_id="bench", secret_access_key="bench"))  # noqa: S106
+    queue_url = clients.sqs.create_queue(QueueName="bench")["QueueUrl"]
+    real = replace(rt, aws=cast(AwsClients, RealSqs(clients, stub)),
+                   settings=replace(rt.settings, queue_url=queue_url))
+    if per_request > 1:
+        requests = batched(requests, per_request)
+    events = [apigw(route, body, headers) for body, headers in requests]
+    stubbed_app, real_app = IngestApp(rt), IngestApp(real)
+
+    def run(app: IngestApp) -> Callable[[], None]:
+        def once() -> None:
+            for event in events:
+                assert app.handle(event)["statusCode"] == 200
+        return once
+
+    run(real_app)()  # warm: the client and its connection exist
+    per_event = []
+    for _ in range(rounds * 2):
+        with_client, without = _cpu(run(real_app)), _cpu(run(stubbed_app))
+        per_event.append((with_client - without) / (len(events) * per_request))
+    return per_event
+
+
+class RealSqs:
+    """Real SQS (boto3 against moto); secrets still from the stub."""
+
+    def __init__(self, clients: AwsClients, stub: StubAws) -> None:
+        self.sqs = clients.sqs
+        self._stub = stub
+
+    def secret_string(self, secret_id: str) -> str:
+        return self._stub.secret_string(secret_id)
+
+
+# --- (3) a batch against a 50 ms upstream, (4) connections ------------------------------------
+
+def batch_latency(direction: str, batch: int, rounds: int) -> list[float]:
+    """Per round: one delivery invocation of `batch` queued events ÷ one upstream call."""
     upstream = Upstream(delay_s=0.05)
     rt, aws = runtime(upstream.url)
     ingest, delivery = IngestApp(rt), DeliveryApp(rt)
     if direction == "segment_to_userflow":
-        route, requests, path = "/segment", segment_events(10), "/events"
+        route, requests, path = "/segment", segment_events(batch), "/events"
     else:
-        route, requests, path = "/userflow", userflow_events(10), "/v1/batch"
+        route, requests, path = "/userflow", userflow_events(batch), "/v1/batch"
     for body, headers in requests:
         ingest.handle(apigw(route, body, headers))
-    batch = records(list(aws.sqs.bodies))
+    messages = records(list(aws.sqs.bodies))
     client = UpstreamClient(10.0, 1, 0.0, 0.0)
-    single = []
+    delivery.handle(messages)  # warm: the pool's connections exist, as in a warm container
+    ratios = []
     for _ in range(rounds):
         started = time.perf_counter()
         client.send("POST", upstream.url + path, {}, b"{}", time.monotonic() + 10)
-        single.append(time.perf_counter() - started)
-    delivery.handle(batch)  # warm: the pool's connections exist, as in a warm container
-    times = []
-    for _ in range(rounds):
+        one = time.perf_counter() - started
         started = time.perf_counter()
-        assert delivery.handle(batch) == {"batchItemFailures": []}
-        times.append(time.perf_counter() - started)
+        assert delivery.handle(messages) == {"batchItemFailures": []}
+        ratios.append((time.perf_counter() - started) / one)
     delivery.close()
     upstream.close()
-    one, whole = statistics.median(single), statistics.median(times)
-    return whole, one, whole / one
+    return ratios
 
 
-# --- (3) upstream calls per event, TCP connections per 1,000 events --------------------------
-
-def calls_and_connections(direction: str, events: int = 1000) -> tuple[float, int, int]:
+def warm_connections(direction: str, batch: int, events: int = 1000) -> tuple[int, int]:
+    """New TCP connections for `events` events delivered `batch` messages per invocation:
+    in a fresh container, then in the same (warm) container for the next `events`."""
     upstream = Upstream()
     rt, aws = runtime(upstream.url)
     ingest, delivery = IngestApp(rt), DeliveryApp(rt)
@@ -395,17 +476,120 @@ def calls_and_connections(direction: str, events: int = 1000) -> tuple[float, in
     bodies = list(aws.sqs.bodies)
 
     def run() -> None:
-        for start in range(0, len(bodies), 10):
-            assert delivery.handle(records(bodies[start:start + 10])) == {
+        for start in range(0, len(bodies), batch):
+            assert delivery.handle(records(bodies[start:start + batch])) == {
                 "batchItemFailures": []}
 
     run()
-    cold_requests, cold_connections = upstream.requests, upstream.connections
+    cold = upstream.connections
     run()
-    warm_connections = upstream.connections - cold_connections
     delivery.close()
     upstream.close()
-    return cold_requests / events, cold_connections, warm_connections
+    return cold, upstream.connections - cold
+
+
+# --- (5) Secrets Manager calls driven by forged signatures --------------------------------------
+
+def forged_secret_calls(invocations: int = 1000, interval_s: float = 10.0) -> tuple[int, float]:
+    """Secrets Manager calls for `invocations` forged requests, one every `interval_s` (a
+    simulated clock: 0.1 req/s over 10,000 s takes no real time)."""
+    now = [0.0]
+    rt, aws = runtime(clock=lambda: now[0])
+    ingest = IngestApp(rt)
+    [(body, _)] = segment_events(1)
+    forged = apigw("/segment", body, {"x-signature": "0" * 40})
+    assert ingest.handle(forged)["statusCode"] == 401  # the container's first fetch
+    before = aws.secret_calls
+    for _ in range(invocations):
+        assert ingest.handle(forged)["statusCode"] == 401
+        now[0] += interval_s
+    return aws.secret_calls - before, invocations * interval_s
+
+
+# --- (6) the local runner ------------------------------------------------------------------------
+
+def local_runner(levels: tuple[int, ...], per_client: int) -> tuple[float, list[str]]:
+    """Per client count: throughput, p50/p99 of the answer, connection errors (signed single
+    Segment events, the ledger's path); then seconds to ingest one 1,000-event batch."""
+    from sandbox.local_bridge import LocalBridge
+
+    upstream = Upstream()
+    env = {"USERFLOW_API_URL": upstream.url, "SEGMENT_TRACKING_URL": upstream.url,
+           "USERFLOW_API_KEY": "ak_bench", "SEGMENT_WRITE_KEY": "wk_bench",
+           "SEGMENT_SHARED_SECRET": SECRETS["arn:shared"],
+           "USERFLOW_WEBHOOK_SECRET": SECRETS["arn:webhook"], "BRIDGE_SEGMENT_BATCHING": "true"}
+    rows = []
+    with LocalBridge(env=env) as bridge:
+        logs.use_stream(open(os.devnull, "w"))  # noqa: SIM115 - the runner chose stderr
+        for clients in levels:
+            _drained(bridge)  # each level alone: no earlier level's deliveries running
+            requests = segment_events(clients * per_client, prefix=f"c{clients}-")
+            latencies, errors, elapsed = _load(bridge.url + "/segment", clients, requests)
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            rows.append(f"{clients} clients: {len(requests) / elapsed:.0f} req/s, p50 "
+                        f"{statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+                        f"{errors} errors")
+        _drained(bridge)
+        small = [{"type": "identify", "messageId": f"big-{i}", "userId": f"u-{i}",
+                  "receivedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "traits": {"plan": "pro"}} for i in range(1000)]
+        [(body, headers)] = batched([(json.dumps(e).encode(), {}) for e in small], 1000)
+        started = time.perf_counter()
+        status = _post(bridge.url + "/segment", body, headers)
+        big = time.perf_counter() - started
+        assert status == 200, status
+    upstream.close()
+    return big, rows
+
+
+def _drained(bridge: Any, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while bridge.stats()["queues"]["queue"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _load(url: str, clients: int, requests: list[Request]) -> tuple[list[float], int, float]:
+    """`clients` senders sharing `requests`: sorted latencies, errors, elapsed seconds."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def client(mine: list[Request]) -> None:
+        nonlocal errors
+        for body, headers in mine:
+            started = time.perf_counter()
+            try:
+                ok = _post(url, body, headers) == 200
+            except OSError:
+                ok = False
+            with lock:
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+    threads = [threading.Thread(target=client, args=(requests[i::clients],))
+               for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(latencies), errors, time.perf_counter() - started
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """One POST on its own connection, as separate senders make them."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        connection.request("POST", parts.path, body, {"content-type": "application/json",
+                                                      **headers})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
 
 
 # --- (4) cold import and package size --------------------------------------------------------
@@ -416,6 +600,7 @@ def package_files() -> dict[str, bytes]:
     mapping = yaml.safe_load((ROOT / "bridge_code" / "mapping.yaml").read_text())
     files["bridge_code/mapping.json"] = (json.dumps(mapping, sort_keys=True, indent=2)
                                          + "\n").encode()
+    files["bridge_code/VERSION"] = (ROOT / "VERSION").read_bytes()  # the package ships it
     return files
 
 
@@ -449,107 +634,128 @@ def cold_import_ms(module: str, rounds: int) -> float:
         return min(samples)
 
 
-# --- (5) Secrets Manager calls per 1,000 warm invocations --------------------------------------
-
-def secret_calls(invocations: int = 1000) -> tuple[int, int]:
-    rt, aws = runtime()
-    ingest = IngestApp(rt)
-    [(body, headers)] = segment_events(1)
-    event = apigw("/segment", body, headers)
-    ingest.handle(event)  # cold: the one fetch
-    before = aws.secret_calls
-    for _ in range(invocations):
-        ingest.handle(event)
-    warm = aws.secret_calls - before
-    forged = apigw("/segment", body, {"x-signature": "0" * 40})
-    before = aws.secret_calls
-    for _ in range(invocations):
-        assert ingest.handle(forged)["statusCode"] == 401
-    return warm, aws.secret_calls - before
-
-
 # --- the table ----------------------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
-    parser.add_argument("--only-cpu", action="store_true", help="measurement (1) only")
-    parser.add_argument("--serve-upstream", action="store_true",
-                        help="internal: only serve the counting upstream (the bench runs "
-                             "itself so in a child process: the upstream's CPU is not the "
-                             "bridge's)")
     args = parser.parse_args(argv)
-    if args.serve_upstream:
-        return serve_upstream()
     rounds = 2 if args.quick else 5
+    os.environ.setdefault(SETTINGS_VARIABLE, BridgeMetricsDefinition("bench").settings_json())
     logs.use_stream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+    staging, production = stack_config("staging"), stack_config("production")
+    batch = staging.segment_batch_size if staging.segment_batching else 1
     rows: list[tuple[str, str, str]] = []
 
-    for http in (False, True):
-        for label, route, make, base, per_request in (
-                ("Segment→Userflow, 1 event/request", "/segment", segment_events,
-                 segment_irreducible, 1),
-                ("Segment→Userflow, batches of 20", "/segment", segment_events,
-                 segment_irreducible, 20),
-                ("Userflow→Segment, 1 event/request", "/userflow", userflow_events,
-                 userflow_irreducible, 1)):
-            bridge_cpu, base_cpu, ratio = cpu_ratio(route, make(400), base, rounds,
-                                                    per_request, http)
-            how = ("incl. HTTP client, upstream in another process" if http
-                   else "upstream call stubbed")
-            rows.append((f"(1) CPU/event vs json parse+HMAC, {label}, {how}",
-                         f"{bridge_cpu * 1e6:.0f} µs vs {base_cpu * 1e6:.1f} µs = {ratio:.1f}x",
-                         "≤ 5x"))
-    bridge_cpu, floor_cpu, ratio = cpu_ratio("/segment", segment_events(400), design_floor,
-                                             rounds)
-    rows.append(("(1) same, Segment→Userflow 1 event/request, vs the queue design's floor",
-                 f"{bridge_cpu * 1e6:.0f} µs vs {floor_cpu * 1e6:.1f} µs = {ratio:.1f}x",
-                 "(info)"))
-    if args.only_cpu:
-        _print(rows)
-        return 0
-    for direction, label in (("segment_to_userflow", "Segment→Userflow (10 parallel calls)"),
-                             ("userflow_to_segment", "Userflow→Segment (1 batch call)")):
-        whole, one, ratio = batch_latency(direction, rounds)
-        rows.append((f"(2) SQS batch of 10, 50 ms upstream, {label}",
-                     f"{whole * 1000:.0f} ms / {one * 1000:.0f} ms = {ratio:.2f}x", "≤ 2x"))
+    runs = {}
+    for key, label, route, make, base, per_request in (
+            ("s2u", f"Segment→Userflow, batches of {batch} (default config)", "/segment",
+             segment_events, segment_irreducible, batch),
+            ("s2u1", "Segment→Userflow, 1 event/request", "/segment", segment_events,
+             segment_irreducible, 1),
+            ("u2s", "Userflow→Segment, 1 event/request (one webhook per event)", "/userflow",
+             userflow_events, userflow_irreducible, 1)):
+        runs[key] = run = cpu_run(route, make(400), base, rounds, per_request,
+                                  production.delivery_batch_size)
+        rows.append((f"(1) CPU/event ingest+delivery ÷ json.loads+HMAC, {label}",
+                     f"{spread(run.ratios)}x", "≤ 5x"))
+
+    moto = MotoProcess()
+    try:
+        for label, route, make, per_request in (
+                (f"Segment→Userflow, batches of {production.segment_batch_size} "
+                 "(production)", "/segment", segment_events, production.segment_batch_size),
+                ("Userflow→Segment, 1 event/request", "/userflow", userflow_events, 1)):
+            per_event = sqs_client_cpu(moto, route, make(200), per_request, rounds)
+            rows.append((f"(2) boto3 SQS client CPU per event, {label}",
+                         f"{spread([v * 1e6 for v in per_event], '{:.0f}')} µs", "≤ 20 µs"))
+    finally:
+        moto.close()
+
+    size = production.delivery_batch_size
+    for direction, label in (("segment_to_userflow", "Segment→Userflow (parallel calls)"),
+                             ("userflow_to_segment", "Userflow→Segment (one batch call)")):
+        ratios = batch_latency(direction, size, rounds)
+        rows.append((f"(3) SQS batch of {size} ÷ one call, 50 ms upstream, {label}",
+                     f"{spread(ratios, '{:.2f}')}x", "≤ 1.2x"))
     for direction, label in (("segment_to_userflow", "Segment→Userflow"),
                              ("userflow_to_segment", "Userflow→Segment")):
-        per_event, cold, warm = calls_and_connections(direction)
-        aim = "≤ 0.1" if direction == "userflow_to_segment" else "1 (no batch API)"
-        rows.append((f"(3) upstream calls per event, {label}", f"{per_event:.2f}", aim))
-        rows.append((f"(3) TCP connections per 1,000 events, {label}",
-                     f"{cold} (fresh container), {warm} (next 1,000)", "≤ 2"))
-    for module, label in (
-            ("bridge_code.ingest", "bridge_code.ingest"),
-            ("bridge_code.delivery", "bridge_code.delivery"),
-            ("boto3", "boto3 alone (runtime's; paid at the first AWS call)"),
-            ("bridge_code.delivery, boto3, urllib3",
-             "delivery + boto3 + urllib3 (whole cold start)")):
-        aim = "≤ 150 ms" if module.startswith("bridge_code") and "," not in module else "(info)"
-        rows.append((f"(4) cold import {label}", f"{cold_import_ms(module, rounds):.0f} ms", aim))
-    size = zip_size(package_files())
-    rows.append(("(4) zipped package (bridge_code/*.py + mapping.json)",
-                 f"{size / 1024:.1f} KiB", "≤ 2 MB"))
-    warm, forged = secret_calls()
-    rows.append(("(5) Secrets Manager calls per 1,000 warm invocations",
-                 f"{warm} (valid), {forged} (forged signatures)", "≤ 1"))
+        cold, warm = warm_connections(direction, size)
+        rows.append((f"(4) new TCP connections per 1,000 events, batch {size}, {label}",
+                     f"{warm} warm ({cold} in a fresh container)", "≤ 2"))
 
+    calls, seconds = forged_secret_calls()
+    rows.append(("(5) Secrets Manager calls, 1,000 forged signatures at 0.1 req/s",
+                 f"{calls} in {seconds:,.0f} s = 1 per {seconds / max(calls, 1):.0f} s",
+                 "≤ 1 per 300 s"))
+
+    big, load = local_runner((1, 8, 32, 64), 2 if args.quick else 4)
+    rows.append(("(6) local runner: one 1,000-event Segment batch", f"{big:.2f} s", "≤ 2 s"))
+    for line in load:
+        rows.append(("(6) local runner, signed Segment events", line, "0 errors at 64"))
+
+    for module in ("bridge_code.ingest", "bridge_code.delivery"):
+        rows.append((f"(7) cold import {module}",
+                     f"{cold_import_ms(module, rounds):.0f} ms", "≤ 150 ms"))
+    rows.append(("(7) zipped package", f"{zip_size(package_files()) / 1024:.1f} KiB",
+                 "≤ 2 MB"))
     _print(rows)
+    print()
+    _print_costs(staging, production, runs)
     return 0
+
+
+def _measured(run: CpuRun, events_per_request: int, ledger_writes: float,
+              ingest_aws_calls: float, delivery_aws_calls: float,
+              upstream_batched: bool = False) -> Measured:
+    return Measured(
+        events_per_request=events_per_request,
+        ingest_cpu_per_request_s=run.ingest_cpu_per_request,
+        delivery_cpu_per_event_s=run.delivery_cpu_per_event,
+        message_bytes_per_event=run.message_bytes_per_event,
+        events_per_message=run.events_per_message,
+        log_bytes_per_request=run.ingest_log_bytes_per_request + access_log_bytes(),
+        log_bytes_per_delivery_invocation=run.delivery_log_bytes_per_invocation,
+        ingest_aws_calls_per_request=ingest_aws_calls,
+        delivery_aws_calls_per_event=delivery_aws_calls,
+        upstream_calls_per_event=1.0,
+        ledger_writes_per_event=ledger_writes,
+        upstream_batched=upstream_batched)
+
+
+def _print_costs(staging: StackConfig, production: StackConfig, runs: dict[str, CpuRun]) -> None:
+    for stack, config in (("staging", staging), ("production", production)):
+        batch = config.segment_batch_size if config.segment_batching else 1
+        s2u = runs["s2u"] if batch > 1 else runs["s2u1"]
+        # Ledger: ingest claims and marks accepted once per request, delivery claims and marks
+        # delivered once per event (one write unit each: the items are under 1 KB). Ingest's
+        # AWS calls: those two writes and one SendMessageBatch per request.
+        segment = _measured(s2u, batch, 2 + 2 / batch, 3, 2)
+        # Userflow→Segment: one webhook per event, no ledger; delivery's calls are batched.
+        userflow = _measured(runs["u2s"], 1, 0.0, 1, 0, upstream_batched=True)
+        print(f"Cost per million events, stack {stack} ({describe_inputs(config)}):")
+        for line in render("Segment→Userflow", config, segment, "≤ $0.50"):
+            print(line)
+        for line in render("Userflow→Segment", config, userflow, "≤ $1.30"):
+            print(line)
+        print("Capacity, events/s sustained:")
+        print("  " + render_capacity("Segment→Userflow", config, segment))
+        print("  " + render_capacity("Userflow→Segment", config, userflow))
+        print()
+    print(price_note())
 
 
 def _print(rows: list[tuple[str, str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
-    print(f"{'measurement':<{width}}  {'result':<{value_width}}  aim")
-    print(f"{'-' * width}  {'-' * value_width}  {'-' * 16}")
+    print(f"{'figure (min/median/max where several rounds)':<{width}}  "
+          f"{'result':<{value_width}}  goal")
+    print(f"{'-' * width}  {'-' * value_width}  {'-' * 14}")
     for name, value, aim in rows:
         print(f"{name:<{width}}  {value:<{value_width}}  {aim}")
-    print(f"\nPython {sys.version.split()[0]} on {os.cpu_count()} CPU(s); SQS/Secrets Manager "
-          "stubbed in memory; upstream over 127.0.0.1. (1): process CPU of the bridge's "
-          "threads; 'HTTP client' rows run the fake upstream in a child process, so its "
-          "server-side CPU is not counted.")
+    print(f"\nPython {sys.version.split()[0]} on {os.cpu_count()} CPU(s). (1): process CPU of "
+          "every bridge thread, SQS/ledger/upstream stubbed, ratio per interleaved round. "
+          "(2): real boto3 against moto_server in a child process, minus the stubbed run.")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,15 @@ from functools import partial
 from typing import Any, Literal
 
 from bridge_code import VERSION
-from bridge_code.envelope import Envelope, InvalidEnvelope, compact_json, decode_envelope
+from bridge_code.envelope import (
+    Envelope,
+    InvalidEnvelope,
+    compact_json,
+    decode_envelope,
+    decode_envelopes,
+    event_text,
+    pack_envelopes,
+)
 from bridge_code.ledger import DELIVERED, LedgerUnavailable
 from bridge_code.logs import log
 from bridge_code.mapping import (
@@ -50,7 +58,11 @@ USERFLOW_VERSION = "2020-01-03"
 USER_AGENT = f"userflow-segment-bridge/{VERSION}"
 SEGMENT_BATCH_LIMIT = 500 * 1024
 SEGMENT_BATCH_MAX_EVENTS = 2500
-DELIVERY_THREADS = 16
+# Upstream calls in flight per container: threads start only as calls need them, so a large
+# bound costs nothing on a small batch, and a batch of deliveryBatchSize messages (several
+# events each) runs its Userflow calls in about one round trip up to this many (the
+# capacity model in the README).
+DELIVERY_THREADS = 64
 AUTH_FAILURES = frozenset({401, 403})
 
 # SQS keeps a message (work queue or dead-letter queue) at most 14 days: no redelivery or
@@ -69,9 +81,10 @@ DLQ_EXHAUSTED: DeadLetterReason = "retries_exhausted"
 DLQ_NOT_CONFIGURED: DeadLetterReason = "not_configured"
 
 ItemOutcome = Literal["pending", "delivered", "dead_letter", "dead_lettered", "retry",
-                      "skipped"]
+                      "requeued", "skipped"]
 """pending: not decided yet; delivered: the upstream took it (or had it already);
 dead_letter: to be parked, then dead_lettered once the DLQ has it; retry: left to SQS;
+requeued: to retry, sent again in a new message (the rest of its message was settled);
 skipped: deliberately not forwarded (reason counted)."""
 
 
@@ -105,8 +118,8 @@ def _record_items(event: Mapping[str, Any]) -> list[Item]:
             receive_count = int(attributes.get("ApproximateReceiveCount", 1))
         except (TypeError, ValueError):
             receive_count = 1
-        items.append(Item(str(record.get("messageId", "")), str(record.get("body", "")),
-                          receive_count, replay=_replay_markers(record.get("messageAttributes"))))
+        items += _message_items(str(record.get("messageId", "")), str(record.get("body", "")),
+                                receive_count, _replay_markers(record.get("messageAttributes")))
     return items
 
 
@@ -118,6 +131,23 @@ def _replay_markers(attributes: object) -> dict[str, str]:
                            if is_mapping(value)})
 
 
+def _message_items(message_id: str, body: str, receive_count: int,
+                   replay: dict[str, str]) -> list[Item]:
+    """One item per event the message carries, each with the message's id (SQS settles
+    messages); a message that is no envelope is one item, dead-lettered whole by `_sort`.
+    An event of a several-event message has no body of its own until it is dead-lettered."""
+    try:
+        envelopes = decode_envelopes(body)
+    except InvalidEnvelope:
+        return [Item(message_id, body, receive_count, replay=replay)]
+    if len(envelopes) == 1:
+        envelope = envelopes[0]
+        return [Item(message_id, body, receive_count + envelope.receives, envelope=envelope,
+                     replay=replay)]
+    return [Item(message_id, "", receive_count + envelope.receives, envelope=envelope,
+                 replay=replay) for envelope in envelopes]
+
+
 class DeliveryApp:
     """Delivers SQS batches; one instance per container, built from a `BridgeRuntime`."""
 
@@ -126,7 +156,7 @@ class DeliveryApp:
         self.runtime = runtime
         self.upstream = upstream or UpstreamClient(
             s.upstream_timeout_seconds, s.max_attempts, s.backoff_base_seconds,
-            s.backoff_cap_seconds, pool_size=DELIVERY_THREADS)
+            s.backoff_cap_seconds, pool_size=DELIVERY_THREADS + 1)
         self.pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="bridge-delivery")
 
     def close(self) -> None:
@@ -139,13 +169,15 @@ class DeliveryApp:
             deadline = self._deadline(context)
             self._deliver(items, deadline)
             self._settle(items)
+            self._requeue_unsettled_part(items)
         except Exception as error:
             # Whatever went wrong, SQS redelivers everything not yet settled: nothing is lost.
             log("unhandled error", "ERROR", error=type(error).__name__)
             for item in items:
                 if item.outcome in {"pending", "dead_letter"}:
                     item.outcome = "retry"
-        failures = [{"itemIdentifier": i.message_id} for i in items if i.outcome == "retry"]
+        failures = [{"itemIdentifier": message_id} for message_id in
+                    dict.fromkeys(i.message_id for i in items if i.outcome == "retry")]
         counts = Counter(i.outcome for i in items)
         log("batch", records=len(items), delivered=counts["delivered"],
             dead_lettered=counts["dead_lettered"], skipped=counts["skipped"],
@@ -185,7 +217,8 @@ class DeliveryApp:
                       for c, g in self._segment_calls(list(segment.values()), deadline)]
         if not calls:
             return
-        # All calls but the last go to the pool; the last runs on this thread, which would
+        # All calls but the last go to the pool; the last runs on this thread (hence the
+        # connection pool's one extra connection), which would
         # otherwise only wait: one thread hand-off less per batch (all of it for a batch that
         # makes a single call, as a Segment batch does), the same concurrency.
         *pooled, (last_call, last_group, last_secret) = calls
@@ -215,7 +248,7 @@ class DeliveryApp:
     def _sort(self, item: Item, userflow: dict[str, tuple[UserflowCall, list[Item]]],
               segment: dict[str, tuple[dict[str, Any], list[Item]]]) -> None:
         """Map one record and file it under its upstream call (or skip it)."""
-        envelope = item.envelope = decode_envelope(item.body)
+        envelope = item.envelope = item.envelope or decode_envelope(item.body)
         item.direction = envelope.direction
         if item.direction == "segment_to_userflow":
             call = segment_event_to_userflow(envelope.event, self.runtime.mapping)
@@ -453,6 +486,41 @@ class DeliveryApp:
             for (direction, counter), n in counts.items():
                 stats.add(direction, counter, n)
 
+    def _requeue_unsettled_part(self, items: list[Item]) -> None:
+        """A several-event message with some events settled and others to retry: queue the
+        ones to retry as a new message and acknowledge the old one, so that the settled
+        events keep their outcome (no second dead letter, no second ledger check). If the
+        new message cannot be sent, SQS redelivers the whole message: the delivery ledger
+        still stops a second Userflow call for the delivered ones."""
+        by_message: dict[str, list[Item]] = {}
+        for item in items:
+            by_message.setdefault(item.message_id, []).append(item)
+        for group in by_message.values():
+            retry = [item for item in group if item.outcome == "retry"]
+            if not retry or len(retry) == len(group) or any(i.envelope is None for i in retry):
+                continue
+            if self._send_events_again(retry):
+                for item in retry:
+                    item.outcome = "requeued"
+
+    def _send_events_again(self, items: list[Item]) -> bool:
+        first = items[0].envelope
+        assert first is not None  # checked by the caller
+        texts = [event_text(item.envelope.event) for item in items if item.envelope]
+        bodies = pack_envelopes(first.direction, texts, first.received_at, first.request_id,
+                                receives=items[0].receive_count)
+        try:
+            for body in bodies:
+                self.runtime.aws.sqs.send_message(
+                    QueueUrl=self.runtime.settings.queue_url, MessageBody=body,
+                    MessageAttributes={"direction": {"DataType": "String",
+                                                     "StringValue": first.direction}})
+        except Exception as error:
+            log("requeue failed", "WARNING", message_id=items[0].message_id,
+                error=type(error).__name__)
+            return False
+        return True
+
     def _send_dead_letter(self, item: Item) -> bool:
         attributes = {
             "dead_letter_reason": {"DataType": "String", "StringValue": item.reason},
@@ -471,12 +539,19 @@ class DeliveryApp:
         try:
             self.runtime.aws.sqs.send_message(
                 QueueUrl=self.runtime.settings.dead_letter_queue_url,
-                MessageBody=item.body or "(empty)", MessageAttributes=attributes)
+                MessageBody=_own_body(item), MessageAttributes=attributes)
         except Exception as error:
             log("dead-letter send failed", "WARNING", message_id=item.message_id,
                 error=type(error).__name__)
             return False
         return True
+
+
+def _own_body(item: Item) -> str:
+    """The item's message body, or for an event of a several-event message its own envelope."""
+    if item.body:
+        return item.body
+    return item.envelope.encode() if item.envelope else "(empty)"
 
 
 def _delivery_key(message_id: object, call: UserflowCall) -> str:

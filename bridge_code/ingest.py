@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge_code import VERSION
-from bridge_code.envelope import MAX_MESSAGE_BYTES, compact_json, encode_envelope
+from bridge_code.envelope import (
+    MAX_MESSAGE_BYTES,
+    compact_json,
+    event_text,
+    pack_envelopes,
+    text_size,
+)
 from bridge_code.ledger import ACCEPTED, Claim, Ledger, LedgerUnavailable
 from bridge_code.logs import log, preview, utc_isoformat
 from bridge_code.mapping import (
@@ -288,22 +294,30 @@ class IngestApp:
         message_id = _signed_message_id(events[0])
         self._check_fresh(events[0])
         result = Result(body={})
-        keep = []
+        keep: list[dict[str, Any]] = []
+        # Each kept event's JSON text, written once: it is both measured and queued.
+        texts: list[str] = []
         whole_body_small = len(request.body) <= SEGMENT_EVENT_LIMIT
         for event in events:
             skip = segment_skip(event, self.runtime.mapping)
             if skip is not None:
                 result.skipped[skip.reason] += 1
-            elif not whole_body_small and _segment_event_size(event) > SEGMENT_EVENT_LIMIT:
-                result.skipped[SKIP_OVERSIZE] += 1
+                continue
+            if isinstance(payload, dict):
+                # A single event is queued as the bytes Segment sent (already proven valid
+                # JSON), sparing a re-serialization on the hot path.
+                encoded = event_text(event, text)
             else:
-                keep.append(event)
-        # A single event is queued as the bytes Segment sent (already proven valid JSON),
-        # sparing a re-serialization on the hot path.
-        raw = text if isinstance(payload, dict) and keep else None
+                encoded = compact_json(event)
+                if not whole_body_small and _segment_event_size(
+                        event, encoded) > SEGMENT_EVENT_LIMIT:
+                    result.skipped[SKIP_OVERSIZE] += 1
+                    continue
+            keep.append(event)
+            texts.append(encoded)
         if not keep:
             return self._enqueue("segment_to_userflow", keep, request, result)
-        return self._enqueue_once(ledger, message_id, keep, request, result, raw)
+        return self._enqueue_once(ledger, message_id, keep, request, result, texts)
 
     def _check_fresh(self, event: dict[str, Any]) -> None:
         s = self.runtime.settings
@@ -319,7 +333,7 @@ class IngestApp:
             raise Unauthorized("the signed event is dated in the future")
 
     def _enqueue_once(self, ledger: Ledger, message_id: str, events: list[dict[str, Any]],
-                      request: Request, result: Result, raw: str | None) -> Result:
+                      request: Request, result: Result, texts: list[str]) -> Result:
         """Claim the signed messageId, enqueue, then mark it accepted; a failed enqueue
         releases the claim, so Segment's retry after our 503 is taken, not skipped."""
         s = self.runtime.settings
@@ -337,7 +351,7 @@ class IngestApp:
             raise TooManyRequests("this event is being accepted by another request; retry",
                                   {"retry-after": "5"})
         try:
-            self._enqueue("segment_to_userflow", events, request, result, raw)
+            self._enqueue("segment_to_userflow", events, request, result, texts)
         except BaseException:
             self._release(ledger, claim, request.request_id)
             raise
@@ -373,7 +387,8 @@ class IngestApp:
         if isinstance(mapped, Skip):
             result.skipped[mapped.reason] += 1
             return self._enqueue("userflow_to_segment", [], request, result)
-        return self._enqueue("userflow_to_segment", [payload], request, result, text)
+        return self._enqueue("userflow_to_segment", [payload], request, result,
+                             [event_text(payload, text)])
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -410,24 +425,25 @@ class IngestApp:
             raise ServiceUnavailable("the signing secret could not be read") from None
 
     def _enqueue(self, direction: Direction, events: list[dict[str, Any]], request: Request,
-                 result: Result, raw_event: str | None = None) -> Result:
+                 result: Result, texts: list[str] | None = None) -> Result:
+        """Queue `events` (their JSON `texts` when at hand) and count them in `result`."""
         received_at = utc_isoformat(self.runtime.clock())
-        raw = raw_event if len(events) == 1 else None
-        bodies = [encode_envelope(direction, event, received_at, request.request_id, raw)
-                  for event in events]
-        sizes = [_utf8_size(body) for body in bodies]
-        for index, size in enumerate(sizes):
-            if size > MAX_MESSAGE_BYTES:
-                raise PayloadTooLarge(f"event {index} is {size} bytes once enqueued; "
+        if texts is None:
+            texts = [event_text(event) for event in events]
+        bodies = pack_envelopes(direction, texts, received_at, request.request_id)
+        sizes = [text_size(body) for body in bodies]
+        for size in sizes:
+            if size > MAX_MESSAGE_BYTES:  # only an event alone in its message can be
+                raise PayloadTooLarge(f"an event is {size} bytes once enqueued; "
                                       f"the limit is {MAX_MESSAGE_BYTES}")
         for chunk in _chunks(bodies, sizes):
             self._send_batch(direction, chunk)
         stats = self.runtime.stats
-        stats.add(direction, "accepted", len(bodies))
+        stats.add(direction, "accepted", len(events))
         for reason, n in result.skipped.items():
             stats.skip(direction, reason, n)
-        result.accepted = len(bodies)
-        result.body = {"accepted": len(bodies), "skipped": dict(result.skipped)}
+        result.accepted = len(events)
+        result.body = {"accepted": len(events), "skipped": dict(result.skipped)}
         return result
 
     def _send_batch(self, direction: Direction, bodies: list[str]) -> None:
@@ -477,12 +493,11 @@ def _segment_event_time(event: dict[str, Any]) -> float | None:
     return None
 
 
-def _segment_event_size(event: dict[str, Any]) -> int:
-    """The event's size as Segment counts it (JSON.stringify, UTF-8). The escaped ASCII
-    text is never shorter, so it decides the common case without the exact measure."""
-    ascii_size = len(compact_json(event))
-    if ascii_size <= SEGMENT_EVENT_LIMIT:
-        return ascii_size
+def _segment_event_size(event: dict[str, Any], ascii_text: str) -> int:
+    """The event's size as Segment counts it (JSON.stringify, UTF-8). Its escaped ASCII text
+    (`ascii_text`) is never shorter, so it decides the common case without the exact measure."""
+    if len(ascii_text) <= SEGMENT_EVENT_LIMIT:
+        return len(ascii_text)
     return len(json_stringify(event).encode("utf-8", "surrogatepass"))
 
 
@@ -492,11 +507,6 @@ def _utf8(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("request body is not valid JSON") from None
-
-
-def _utf8_size(text: str) -> int:
-    # Most bodies are ASCII (the envelope escapes what it re-serializes): no copy needed then.
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _chunks(bodies: list[str], sizes: list[int]) -> list[list[str]]:

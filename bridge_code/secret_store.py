@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-MIN_REFRESH_SECONDS = 30.0
+# Five minutes: requests with forged signatures then cost at most one Secrets Manager call
+# per 5 min per container, whatever their number. The price: a secret replaced outright is
+# seen up to this late (a value holding "old,new" during a rotation avoids the gap).
+MIN_REFRESH_SECONDS = 300.0
 
 
 class SecretUnavailable(Exception):

@@ -97,8 +97,8 @@ class UpstreamClient:
             with self._pools_lock:
                 pool = self._pools.get(origin)
                 if pool is None:
-                    # maxsize matches the delivery threads so no connection is opened and
-                    # then dropped; retries are ours.
+                    # maxsize matches the callers (delivery threads and the handler's own)
+                    # so no connection is opened and then dropped; retries are ours.
                     pool = self._urllib3.connection_from_url(
                         origin, maxsize=self._pool_size, block=False, retries=False)
                     self._pools[origin] = pool

@@ -103,7 +103,7 @@ class SegmentWebhookDestinationArgs:
     source_id: pulumi.Input[str]  # the app's source; another source replaces the destination
     bridge_url: pulumi.Input[str]  # https://… (http://127.0.0.1:… only for the local stack)
     event_types: list[str] = field(default_factory=lambda: list(DEFAULT_EVENT_TYPES))
-    batching: bool = False
+    batching: bool = True  # Pulumi.yaml's segmentBatching default says why
     batch_size: int = 100  # events per delivery when batching (1..4000)
     shared_secret_rotation: int = 0  # bump to generate a new shared secret
     rotation_overlap_seconds: int = DEFAULT_OVERLAP_SECONDS  # wait between rotation steps

@@ -243,6 +243,14 @@ def api_gateway_event(method: str, raw_path: str, query: str, headers: Mapping[s
     }
 
 
+class BridgeHttpServer(ThreadingHTTPServer):
+    """One thread per connection, and a listen backlog for bursts: the standard library's
+    default of 5 refuses connections from a few dozen clients arriving together."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 class LocalBridge:
     """The bridge in-process: `LocalBridge(host, port, env).start()`, `.url`, `.stop()`."""
 
@@ -258,7 +266,7 @@ class LocalBridge:
         self.notes: list[str] = []
         self._stop = threading.Event()
         self._moto: ThreadedMotoServer | None = None
-        self._http: ThreadingHTTPServer | None = None
+        self._http: BridgeHttpServer | None = None
         self._threads: list[threading.Thread] = []
         self.runtime: BridgeRuntime | None = None
         self.ingest: IngestApp | None = None
@@ -306,8 +314,7 @@ class LocalBridge:
         self.runtime = BridgeRuntime.build(settings, target)
         self.ingest = IngestApp(self.runtime)
         self.delivery = DeliveryApp(self.runtime)
-        self._http = ThreadingHTTPServer((self.host, self.port), self._handler_class())
-        self._http.daemon_threads = True
+        self._http = BridgeHttpServer((self.host, self.port), self._handler_class())
         self._threads = [threading.Thread(target=self._http.serve_forever, daemon=True,
                                           name="local-bridge-http"),
                          threading.Thread(target=self._delivery_loop, daemon=True,

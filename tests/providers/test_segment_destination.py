@@ -56,7 +56,7 @@ def test_trigger_is_canonical_fql() -> None:
 
 
 def test_send_settings_follow_batching() -> None:
-    assert send_settings(inputs_of()) == {
+    assert send_settings(inputs_of(batching=False)) == {
         "url": BRIDGE + "/segment",
         "method": "POST",
         "enable_batching": False,
@@ -113,7 +113,7 @@ def olds_for(inputs: dict[str, Any]) -> dict[str, Any]:
         ({}, False, []),
         ({"event_types": ["group", "track", "identify"]}, False, []),  # order is not drift
         ({"event_types": ["track"]}, True, []),
-        ({"batching": True}, True, []),
+        ({"batching": False}, True, []),
         ({"bridge_url": "https://other.example.com"}, True, []),
         ({"bridge_url": unknown()}, True, []),
         ({"shared_secret_rotation": 1}, True, []),
@@ -345,7 +345,8 @@ def test_segment_delivers_matching_events_to_the_bridge_signed_with_the_output_s
     body = {"slug": "app-live", "enabled": True, "metadataId": HTTP_API_SOURCE_METADATA_ID}
     app = segment_api(segment, "POST", "/sources", body)["data"]["source"]
     provider = provider_for(segment)
-    inputs = checked(provider, source_id=app["id"], bridge_url=bridge.url, event_types=["track"])
+    inputs = checked(provider, source_id=app["id"], bridge_url=bridge.url, event_types=["track"],
+                     batching=False)
     created = provider.create(inputs)
     assert created.outs is not None
     secret = created.outs["shared_secret"]

@@ -1,0 +1,218 @@
+"""AWS cost per million events, per direction, from a stack's own config and list prices.
+
+The config comes from the program itself (Pulumi.yaml defaults under Pulumi.<stack>.yaml, read
+by components/config.py; the functions' memory from components/aws/functions.py); the
+per-event measurements (CPU, message and log bytes) come from the bench. Every line printed
+shows its arithmetic, so a reader can redo it with other prices or another config.
+
+List prices: us-east-1, on-demand, as published on the pages in `PRICE_SOURCES` (DynamoDB's
+after its November 2024 on-demand price cut); they are written here, not fetched, so check
+them before relying on a total. Other regions cost somewhat more; free tiers are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import yaml
+
+from components.aws.functions import MEMORY_MB
+from components.config import SECRET_KEYS, StackConfig, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "userflow-segment:"
+
+# USD. One place for every price the model uses.
+API_PER_MILLION = 1.00  # HTTP API request (metered per 512 KB: a Segment batch is one)
+LAMBDA_REQUEST_PER_MILLION = 0.20
+LAMBDA_ARM_GB_SECOND = 0.0000133334  # the functions run on arm64
+SQS_PER_MILLION = 0.40  # standard queue request; each 64 KiB of payload counts as one
+LOGS_PER_GB = 0.50  # CloudWatch Logs ingestion (standard class)
+DYNAMODB_WRITE_PER_MILLION = 0.625  # on-demand write request unit
+PRICE_SOURCES = (
+    "https://aws.amazon.com/api-gateway/pricing/",
+    "https://aws.amazon.com/lambda/pricing/",
+    "https://aws.amazon.com/sqs/pricing/",
+    "https://aws.amazon.com/cloudwatch/pricing/",
+    "https://aws.amazon.com/dynamodb/pricing/on-demand/",
+)
+SQS_CHUNK_BYTES = 64 * 1024
+# Lambda's SQS poller receives and deletes up to 10 messages per request.
+SQS_POLLER_MESSAGES_PER_CALL = 10
+# CloudWatch Logs bills this much per log event on top of its bytes.
+LOG_EVENT_OVERHEAD_BYTES = 26
+# Assumed, not measured here: the latency of one AWS call (SQS, DynamoDB) from Lambda in the
+# same region, and of one Userflow call. Billed duration waits on them.
+AWS_CALL_SECONDS = 0.010
+UPSTREAM_CALL_SECONDS = 0.100
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the bench measured for one direction."""
+
+    events_per_request: int
+    ingest_cpu_per_request_s: float
+    delivery_cpu_per_event_s: float
+    message_bytes_per_event: float
+    events_per_message: float
+    log_bytes_per_request: float  # the ingest function's lines + the API access log line
+    log_bytes_per_delivery_invocation: float
+    ingest_aws_calls_per_request: float
+    delivery_aws_calls_per_event: float
+    upstream_calls_per_event: float
+    ledger_writes_per_event: float
+    # Segment's /v1/batch: one call per delivery invocation, not one per event.
+    upstream_batched: bool = False
+
+
+def stack_config(stack: str) -> StackConfig:
+    """The stack's validated config, as `pulumi up` would see it (secrets stubbed)."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    raw: dict[str, str] = {}
+    for key, value in (document.get("config") or {}).items():
+        if not key.startswith(NAMESPACE) or isinstance(value, dict):
+            continue  # the AWS provider's keys; secure values
+        raw[key[len(NAMESPACE):]] = json.dumps(value) if isinstance(value, list) else str(value)
+    secrets = {key: pulumi.Output.secret("unused") for key in SECRET_KEYS}
+    return parse_config(raw, stack, secrets, "us-east-1", ROOT)
+
+
+def access_log_bytes() -> int:
+    """The API access log line as API Gateway writes it, with typical values."""
+    from components.aws.api import ACCESS_LOG_FORMAT
+
+    typical = {"$context.requestId": "JKJaXmPLvHcESHA=", "$context.status": "200",
+               "$context.integrationStatus": "200", "$context.integrationErrorMessage": "-",
+               "$context.responseLatency": "45", "$context.identity.sourceIp": "54.240.196.186",
+               "$context.routeKey": "POST /segment"}
+    line = ACCESS_LOG_FORMAT
+    for variable, value in sorted(typical.items(), key=lambda kv: -len(kv[0])):
+        line = line.replace(variable, value)
+    return len(line) + LOG_EVENT_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True)
+class Line:
+    item: str
+    arithmetic: str
+    dollars: float
+
+
+def cost_lines(config: StackConfig, m: Measured) -> list[Line]:
+    """Dollars per million events, item by item, with the arithmetic behind each."""
+    per_m = 1e6
+    gb = MEMORY_MB / 1024
+    requests = per_m / m.events_per_request
+    messages = per_m / m.events_per_message
+    events_per_invocation = config.delivery_batch_size * m.events_per_message
+    invocations = per_m / events_per_invocation
+    ingest_s = (m.ingest_cpu_per_request_s + m.ingest_aws_calls_per_request * AWS_CALL_SECONDS)
+    # Delivery waits on its calls in parallel, up to its thread count (bridge_code/delivery.py).
+    from bridge_code.delivery import DELIVERY_THREADS
+
+    parallel = max(1.0, min(events_per_invocation, DELIVERY_THREADS))
+    if m.upstream_batched:
+        wait_per_event = UPSTREAM_CALL_SECONDS / events_per_invocation
+    else:
+        wait_per_event = (m.upstream_calls_per_event * UPSTREAM_CALL_SECONDS
+                          + m.delivery_aws_calls_per_event * AWS_CALL_SECONDS) / parallel
+    delivery_s = m.delivery_cpu_per_event_s + wait_per_event
+    chunks = math.ceil(m.message_bytes_per_event * m.events_per_message / SQS_CHUNK_BYTES)
+    sqs_requests = messages * (chunks + 2 / SQS_POLLER_MESSAGES_PER_CALL)
+    log_bytes = (requests * m.log_bytes_per_request
+                 + invocations * m.log_bytes_per_delivery_invocation)
+    writes = per_m * m.ledger_writes_per_event
+    return [
+        Line("API Gateway", f"{requests:,.0f} requests x ${API_PER_MILLION}/M",
+             requests * API_PER_MILLION / per_m),
+        Line("Lambda requests", f"({requests:,.0f} ingest + {invocations:,.0f} delivery) x "
+             f"${LAMBDA_REQUEST_PER_MILLION}/M",
+             (requests + invocations) * LAMBDA_REQUEST_PER_MILLION / per_m),
+        Line("Lambda GB-s", f"({requests:,.0f} x {ingest_s * 1000:.2f} ms + {per_m:,.0f} x "
+             f"{delivery_s * 1000:.2f} ms) x {gb} GB x ${LAMBDA_ARM_GB_SECOND}",
+             (requests * ingest_s + per_m * delivery_s) * gb * LAMBDA_ARM_GB_SECOND),
+        Line("SQS", f"{messages:,.0f} messages x ({chunks} send chunk(s) + 2/"
+             f"{SQS_POLLER_MESSAGES_PER_CALL} receive/delete) x ${SQS_PER_MILLION}/M",
+             sqs_requests * SQS_PER_MILLION / per_m),
+        Line("CloudWatch Logs", f"({requests:,.0f} x {m.log_bytes_per_request:.0f} B + "
+             f"{invocations:,.0f} x {m.log_bytes_per_delivery_invocation:.0f} B) x "
+             f"${LOGS_PER_GB}/GB", log_bytes / 1e9 * LOGS_PER_GB),
+        Line("DynamoDB ledger", f"{m.ledger_writes_per_event:.2f} WRU/event x "
+             f"${DYNAMODB_WRITE_PER_MILLION}/M", writes * DYNAMODB_WRITE_PER_MILLION / per_m),
+    ]
+
+
+def render(title: str, config: StackConfig, m: Measured, goal: str) -> list[str]:
+    lines = cost_lines(config, m)
+    total = sum(line.dollars for line in lines)
+    width = max(len(line.item) for line in lines)
+    out = [f"{title}: ${total:.2f} per million events (goal {goal})"]
+    out += [f"  {line.item:<{width}}  ${line.dollars:6.3f}  = {line.arithmetic}"
+            for line in lines]
+    return out
+
+
+def describe_inputs(config: StackConfig) -> str:
+    return (f"segmentBatching={str(config.segment_batching).lower()} "
+            f"segmentBatchSize={config.segment_batch_size} "
+            f"deliveryBatchSize={config.delivery_batch_size} memory={MEMORY_MB} MB arm64; "
+            f"assumed latencies: AWS call {AWS_CALL_SECONDS * 1000:.0f} ms, Userflow/Segment "
+            f"call {UPSTREAM_CALL_SECONDS * 1000:.0f} ms")
+
+
+def price_note() -> str:
+    return ("Prices: us-east-1 list prices as published on " + ", ".join(PRICE_SOURCES)
+            + " (written in bench/cost_model.py, not fetched); free tiers left out.")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Sustained events/s of one direction, stage by stage; the smallest limits."""
+
+    api: float
+    ingest: float
+    delivery: float
+
+    def limit(self) -> tuple[str, float]:
+        return min((("API throttle", self.api), ("ingest concurrency", self.ingest),
+                    ("delivery concurrency", self.delivery)), key=lambda kv: kv[1])
+
+
+def capacity(config: StackConfig, m: Measured) -> Capacity:
+    """Events/s each stage sustains: the API's steady rate, ingest's reserved concurrency
+    over its duration, delivery's reserved concurrency over an invocation's duration."""
+    from bridge_code.delivery import DELIVERY_THREADS
+
+    ingest_s = m.ingest_cpu_per_request_s + m.ingest_aws_calls_per_request * AWS_CALL_SECONDS
+    per_invocation = config.delivery_batch_size * m.events_per_message
+    if m.upstream_batched:
+        invocation_s = UPSTREAM_CALL_SECONDS + per_invocation * m.delivery_cpu_per_event_s
+    else:
+        rounds = math.ceil(per_invocation / DELIVERY_THREADS)
+        invocation_s = rounds * (UPSTREAM_CALL_SECONDS
+                                 + m.delivery_aws_calls_per_event * AWS_CALL_SECONDS)
+    unreserved = 1000  # an account's default concurrency limit when -1 (unreserved)
+    ingest_slots = config.ingest_reserved_concurrency
+    delivery_slots = config.delivery_reserved_concurrency
+    return Capacity(
+        api=config.api_throttle_rate_limit * m.events_per_request,
+        ingest=(ingest_slots if ingest_slots > 0 else unreserved) / ingest_s
+        * m.events_per_request,
+        delivery=(delivery_slots if delivery_slots > 0 else unreserved) / invocation_s
+        * per_invocation)
+
+
+def render_capacity(title: str, config: StackConfig, m: Measured) -> str:
+    c = capacity(config, m)
+    name, value = c.limit()
+    return (f"{title}: API {c.api:,.0f}/s ({config.api_throttle_rate_limit:g} req/s x "
+            f"{m.events_per_request}), ingest {c.ingest:,.0f}/s "
+            f"({config.ingest_reserved_concurrency} slots), delivery {c.delivery:,.0f}/s "
+            f"({config.delivery_reserved_concurrency} slots x "
+            f"{config.delivery_batch_size * m.events_per_message:.0f} events/invocation) "
+            f"-> {value:,.0f} events/s, limited by {name}")
