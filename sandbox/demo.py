@@ -51,21 +51,23 @@ from components.userflow_api import API_KEY_KEY
 from ops.engine import DEFAULT_STATE_DIR, Engine, EngineError, resource_outputs
 from ops.segment_reports import SegmentReportError, SegmentReports
 from ops.target import session_path
+from sandbox.accounting import (
+    DirectionReport,
+    account_segment_to_userflow,
+    account_userflow_to_segment,
+    check_segment_deliveries,
+    check_segment_volume,
+    render_table,
+)
 from sandbox.services import ServiceError, ServiceGroup, free_port
 from sandbox.traffic import (
     ANONYMOUS_TRACKS,
     ECHO_EVENT,
     DemoPlan,
-    DirectionReport,
     Replays,
-    account_segment_to_userflow,
-    account_userflow_to_segment,
     capture_delivery,
-    check_segment_deliveries,
-    check_segment_volume,
     plan_traffic,
     redelivered_after_lost_answer,
-    render_table,
     replayed_events,
     send_segment_calls,
 )

@@ -7,6 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge_code.mapping import title_case
+from sandbox.accounting import (
+    account_segment_to_userflow,
+    account_userflow_to_segment,
+    percentile,
+    render_table,
+)
 from sandbox.traffic import (
     ACTIVITY_EVENTS,
     ANONYMOUS_EVENT_USERFLOW,
@@ -16,13 +22,9 @@ from sandbox.traffic import (
     TRACK_EVENT_USERFLOW,
     DemoPlan,
     Replays,
-    account_segment_to_userflow,
-    account_userflow_to_segment,
     capture_delivery,
-    percentile,
     plan_traffic,
     redelivered_after_lost_answer,
-    render_table,
     replayed_events,
 )
 

@@ -3,7 +3,7 @@ disagreement is a problem that says which way and where to look; agreement is no
 
 from __future__ import annotations
 
-from sandbox.traffic import (
+from sandbox.accounting import (
     DirectionReport,
     SegmentCount,
     check_segment_deliveries,
