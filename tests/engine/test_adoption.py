@@ -220,7 +220,7 @@ def test_a_hand_made_setup_is_adopted_under_traffic_exactly_once(
     hand = click_together(segment.url, userflow.url, f"http://127.0.0.1:{relay_port}")
     env = hand.relay_env(segment.url, userflow.url)
     # The bridge is up before the switch with the secrets the adopted objects sign with (on
-    # AWS: docs/operations-adoption.md says how they get there first).
+    # AWS: docs/operations.md, "Move off a hand-made setup" says how they get there first).
     with LocalBridge(port=relay_port, env=env) as relay, \
             LocalBridge(port=bridge_port, env=env) as bridge:
         engine = Engine(state_dir=tmp_path / "state")

@@ -125,3 +125,20 @@ def test_a_stack_missing_every_required_key_hears_of_all_at_once(
     assert result.returncode != 0
     assert ("Stack 'qa' is missing configuration values 'environment', 'segmentToken' and "
             "'userflowApiKey'") in result.stdout + result.stderr
+
+
+def test_stack_rm_with_preserve_config_keeps_the_stack_file(
+    engine_binary: Path, tmp_path: Path
+) -> None:
+    # GIVEN a stack that `destroy` has emptied (a fresh one holds no resources either)
+    project = _project_copy(tmp_path, "staging")
+    committed = (project / "Pulumi.staging.yaml").read_text(encoding="utf-8")
+    assert _pulumi(engine_binary, project, "stack", "select", "--create", "staging").returncode == 0
+    # WHEN it is removed from the backend as docs/operations.md's uninstall runbook says
+    result = _pulumi(engine_binary, project, "stack", "rm", "--preserve-config", "--yes",
+                     "staging")
+    # THEN the backend no longer lists it, and the stack file is still there
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = _pulumi(engine_binary, project, "stack", "ls", "--json")
+    assert listed.returncode == 0 and "staging" not in listed.stdout
+    assert (project / "Pulumi.staging.yaml").read_text(encoding="utf-8").startswith(committed)
