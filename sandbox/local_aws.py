@@ -31,7 +31,8 @@ from werkzeug.serving import make_server
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox aws", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
     stopping = threading.Event()
