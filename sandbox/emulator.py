@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypedDict, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from sandbox.cli import add_listen_arguments
 from sandbox.outbound import DeliveryWorkers, RetryPolicy
 from sandbox.wire import (
     MAX_BODY_BYTES,
@@ -159,9 +160,7 @@ class DeliveryOptions(TypedDict, total=False):
 
 def add_server_arguments(parser: argparse.ArgumentParser, seeded: str) -> None:
     """`--host`, `--port` and `--seed`: every emulator command starts with these."""
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    add_listen_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help=f"seed of generated {seeded}")
 
 

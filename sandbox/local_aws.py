@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
-from types import FrameType
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -27,21 +25,15 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from sandbox.cli import add_listen_arguments, stop_on_signals, wait_until
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox aws", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    add_listen_arguments(parser)
     args = parser.parse_args(argv)
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping = stop_on_signals()
     logging.getLogger("werkzeug").setLevel("ERROR")  # one line per AWS call otherwise
     try:
         # What moto's ThreadedMotoServer runs, built here so that a port in use is an error
@@ -54,8 +46,7 @@ def main(argv: list[str]) -> int:
     thread = threading.Thread(target=server.serve_forever, name="local-aws", daemon=True)
     thread.start()
     print(f"READY aws http://{args.host}:{server.server_address[1]}", flush=True)
-    while not stopping.wait(0.5):
-        pass
+    wait_until(stopping)
     server.shutdown()
     thread.join(timeout=10)
     return 0

@@ -32,14 +32,13 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from moto.server import ThreadedMotoServer
@@ -52,6 +51,7 @@ from bridge_code.ledger import DELIVERED
 from bridge_code.replay import redrive
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.settings import BridgeSettings
+from sandbox.cli import add_listen_arguments, stop_on_signals, wait_until
 
 LOCAL_REGION = "us-east-1"
 DEFAULT_LOCAL_NAME = "bridge"
@@ -486,17 +486,9 @@ class LocalBridge:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox bridge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    add_listen_arguments(parser)
     args = parser.parse_args(argv)
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping = stop_on_signals()
     bridge = LocalBridge(args.host, args.port, os.environ)
     try:
         bridge.start()
@@ -507,7 +499,6 @@ def main(argv: list[str]) -> int:
     for note in bridge.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"READY bridge {bridge.url}", flush=True)
-    while not stopping.wait(0.5):
-        pass
+    wait_until(stopping)
     bridge.stop()
     return 0
