@@ -51,6 +51,7 @@ from bench.cost_model import (  # noqa: E402
 )
 from bench.fixtures import (  # noqa: E402
     SECRETS,
+    GrantingLedger,
     InstantUpstream,
     StubAws,
     Upstream,
@@ -108,6 +109,7 @@ class CpuRun:
     events_per_message: float
     ingest_log_bytes_per_request: float
     delivery_log_bytes_per_invocation: float
+    ledger_writes_per_event: float
 
 
 def cpu_run(route: str, requests: list[Request], irreducible: Callable[[bytes], object],
@@ -119,6 +121,7 @@ def cpu_run(route: str, requests: list[Request], irreducible: Callable[[bytes], 
     Handlers run through `measured`, as on Lambda, so the EMF lines are paid and counted.
     """
     rt, aws = runtime()
+    ledger = cast(GrantingLedger, rt.ledger)
     ingest, delivery = IngestApp(rt), DeliveryApp(rt, upstream=InstantUpstream())
     baseline_requests = requests
     if per_request > 1:
@@ -131,6 +134,7 @@ def cpu_run(route: str, requests: list[Request], irreducible: Callable[[bytes], 
 
     def bridge_once() -> None:
         aws.sqs.bodies.clear()
+        ledger.writes = 0
         started = time.process_time()
         for event in events:
             assert measured(rt.stats, ingest.handle, event, None)["statusCode"] == 200
@@ -146,6 +150,7 @@ def cpu_run(route: str, requests: list[Request], irreducible: Callable[[bytes], 
         split["invocations"] = math.ceil(len(aws.sqs.bodies) / delivery_batch)
         split["delivery"] = time.process_time() - started
         split["delivery_logs"] = stream.bytes - split["ingest_logs"]
+        split["ledger_writes"] = ledger.writes
         stream.bytes = 0
 
     def baseline_once() -> None:
@@ -165,7 +170,8 @@ def cpu_run(route: str, requests: list[Request], irreducible: Callable[[bytes], 
     return CpuRun(ratios, min(ingest_cpu) / len(events), min(delivery_cpu) / event_count,
                   split["message_bytes"] / event_count, event_count / split["messages"],
                   split["ingest_logs"] / len(events),
-                  split["delivery_logs"] / split["invocations"])
+                  split["delivery_logs"] / split["invocations"],
+                  split["ledger_writes"] / event_count)
 
 
 def _cpu(work: Callable[[], None]) -> float:
@@ -554,10 +560,11 @@ def _print_costs(staging: StackConfig, production: StackConfig, runs: dict[str, 
     for stack, config in (("staging", staging), ("production", production)):
         batch = config.segment_batch_size if config.segment_batching else 1
         s2u = runs["s2u"] if batch > 1 else runs["s2u1"]
-        # Ledger: ingest claims and marks accepted once per request, delivery claims and marks
-        # delivered once per event (one write unit each: the items are under 1 KB). Ingest's
-        # AWS calls: those two writes and one SendMessageBatch per request.
-        segment = _measured(s2u, batch, 2 + 2 / batch, 3, 2)
+        # Ledger writes as the code made them in (1): ingest claims and marks accepted once
+        # per request, delivery claims once per event and settles once per invocation.
+        # Ingest's AWS calls: those two writes and one SendMessageBatch per request; delivery's
+        # about one per event (its claim).
+        segment = _measured(s2u, batch, s2u.ledger_writes_per_event, 3, 1)
         # Userflow→Segment: one webhook per event, no ledger; delivery's calls are batched.
         userflow = _measured(runs["u2s"], 1, 0.0, 1, 0, upstream_batched=True)
         print(f"Cost per million events, stack {stack} ({describe_inputs(config)}):")

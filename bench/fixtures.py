@@ -55,16 +55,26 @@ class StubAws:
 
 
 class GrantingLedger:
-    """The ledger's calls without DynamoDB: every claim is granted, nothing is kept."""
+    """The ledger's calls without DynamoDB: every claim is granted, nothing is kept, and each
+    call that DynamoLedger makes as one write (every item is under 1 KB: one write unit) is
+    counted, so that the cost model's writes per event are the code's own."""
 
-    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float) -> Claim:
-        return Claim("claimed", f"{kind}#{key}", "bench")
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float,
+              holder: str | None = None) -> Claim:
+        self.writes += 1
+        return Claim("claimed", f"{kind}#{key}", holder or "bench")
 
     def complete(self, claim: Claim, keep_seconds: float) -> None:
-        return None
+        self.writes += 1
 
     def release(self, claim: Claim, uncertain: bool = False) -> None:
-        return None
+        self.writes += 1
+
+    def settle(self, holder: str, keep_seconds: float) -> None:
+        self.writes += 1
 
 
 class InstantUpstream(UpstreamClient):

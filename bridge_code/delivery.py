@@ -7,9 +7,10 @@ sent to DEAD_LETTER_QUEUE_URL with the reason, then acknowledged), or left to SQ
 
 Segment-bound events of one batch travel together in `POST /v1/batch` calls; Userflow-bound
 events are one REST call each, in parallel on a shared thread pool, each claimed in the
-ledger first and marked delivered after, so that no event reaches Userflow twice (a Segment
-redelivery, an SQS redelivery after a crash, a dead-letter replay) except where the outcome
-of a call cannot be known: those are counted `ambiguous`.
+ledger first (one conditional write), and all of an invocation's claims marked settled by one
+write after its calls, so that no event reaches Userflow twice (a Segment redelivery, an SQS
+redelivery after a crash, a dead-letter replay) except where the outcome of a call cannot be
+known: those are counted `ambiguous`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from functools import partial
 from typing import Any, Literal
 
 from bridge_code import VERSION
+from bridge_code.claims import ClaimedCalls
 from bridge_code.envelope import (
     Envelope,
     InvalidEnvelope,
@@ -36,7 +38,6 @@ from bridge_code.envelope import (
     event_text,
     pack_envelopes,
 )
-from bridge_code.ledger import DELIVERED, LedgerUnavailable
 from bridge_code.logs import log
 from bridge_code.mapping import (
     SEGMENT_EVENT_LIMIT,
@@ -64,12 +65,6 @@ SEGMENT_BATCH_MAX_EVENTS = 2500
 # capacity model in the README).
 DELIVERY_THREADS = 64
 AUTH_FAILURES = frozenset({401, 403})
-
-# SQS keeps a message (work queue or dead-letter queue) at most 14 days: no redelivery or
-# dead-letter replay of an event can come later than that after its delivery.
-DELIVERED_KEEP_SECONDS = 14 * 24 * 3600.0
-# Added to the invocation's remaining time for how long a delivery claim is held.
-CLAIM_MARGIN_SECONDS = 30.0
 
 # Dead-letter reasons (message attribute `dead_letter_reason`).
 DeadLetterReason = Literal["invalid_message", "rejected", "oversize", "retries_exhausted",
@@ -209,9 +204,15 @@ class DeliveryApp:
         stats.add("userflow_to_segment", "duplicates",
                   sum(len(group) - 1 for _, group in segment.values()))
         calls: list[tuple[Callable[[], Outcome], list[Item], str | None]] = []
+        claimed = None
+        if userflow and self.runtime.ledger is not None:
+            claimed = ClaimedCalls(self.runtime.ledger, self.upstream, self.runtime.stats,
+                                   self.runtime.settings.deadline_margin_seconds)
         if userflow:
             calls += [(c, g, self.runtime.settings.userflow_api_key_arn)
-                      for c, g in self._userflow_calls(list(userflow.values()), deadline)]
+                      for c, g in self._userflow_calls(list(userflow.values()), deadline,
+                                                       claimed)]
+        claims = len(calls)
         if segment:
             calls += [(c, g, self.runtime.settings.segment_write_key_arn)
                       for c, g in self._segment_calls(list(segment.values()), deadline)]
@@ -231,6 +232,10 @@ class DeliveryApp:
             last_error = error
         for future, group, secret_id in futures:
             self._record(group, self._after_auth_failure(future.result(), secret_id))
+        # Every call has ended here (a pooled one that raised left the loop above, and its
+        # claims unsettled: each is taken over after its hold).
+        if claims and claimed is not None:
+            claimed.settle()
         if last_error is not None:
             raise last_error
         self._record(last_group, self._after_auth_failure(last_outcome, last_secret))
@@ -282,10 +287,11 @@ class DeliveryApp:
 
     # --- Userflow ---------------------------------------------------------------------------
 
-    def _userflow_calls(self, calls: list[tuple[UserflowCall, list[Item]]],
-                        deadline: float) -> list[tuple[Callable[[], Outcome], list[Item]]]:
+    def _userflow_calls(self, calls: list[tuple[UserflowCall, list[Item]]], deadline: float,
+                        claimed: ClaimedCalls | None,
+                        ) -> list[tuple[Callable[[], Outcome], list[Item]]]:
         s = self.runtime.settings
-        if self.runtime.ledger is None:
+        if claimed is None:
             for _, group in calls:
                 for item in group:
                     self._dead(item, DLQ_NOT_CONFIGURED, "BRIDGE_LEDGER_TABLE is not set")
@@ -299,45 +305,10 @@ class DeliveryApp:
         jobs: list[tuple[Callable[[], Outcome], list[Item]]] = []
         for call, group in calls:
             body = None if call.body is None else compact_json(call.body).encode("ascii")
-            jobs.append((partial(self._send_userflow, group[0].delivery_key, call.method,
+            jobs.append((partial(claimed.send, group[0].delivery_key, call.method,
                                  s.userflow_api_url + call.path, headers, body, deadline),
                          group))
         return jobs
-
-    def _send_userflow(self, key: str, method: str, url: str, headers: Mapping[str, str],
-                       body: bytes | None, deadline: float) -> Outcome:
-        """Claim the event in the ledger, call Userflow, record the result there."""
-        ledger = self.runtime.ledger
-        assert ledger is not None  # _userflow_calls checked it
-        hold = max(0.0, deadline - time.monotonic()) + CLAIM_MARGIN_SECONDS \
-            + self.runtime.settings.deadline_margin_seconds
-        try:
-            claim = ledger.claim(DELIVERED, key, hold, DELIVERED_KEEP_SECONDS)
-        except LedgerUnavailable as error:
-            return Outcome(False, True, None, str(error), 0)
-        if claim.state == "done":
-            return Outcome(True, False, None, "delivered before", 0, already_delivered=True)
-        if claim.state == "busy":
-            return Outcome(False, True, None, "being delivered by another invocation", 0)
-        try:
-            outcome = self.upstream.send(method, url, headers, body, deadline)
-        except BaseException:
-            # Whether the call went out is unknown: give the claim back, marked so.
-            with contextlib.suppress(LedgerUnavailable):
-                ledger.release(claim, uncertain=True)
-            raise
-        self.runtime.stats.add("segment_to_userflow", "upstream_calls", outcome.attempts)
-        try:
-            if outcome.ok:
-                ledger.complete(claim, DELIVERED_KEEP_SECONDS)
-            else:
-                ledger.release(claim, uncertain=outcome.uncertain > 0)
-        except LedgerUnavailable as error:
-            # Delivered but not recorded (a repeat would not be stopped), or a claim left to
-            # lapse after its hold: logged, the outcome stands.
-            log("ledger unavailable", "WARNING", key=key, error=str(error))
-        ambiguous = outcome.ok and (outcome.uncertain > 0 or claim.state == "taken_over")
-        return replace(outcome, ambiguous=ambiguous)
 
     # --- Segment ----------------------------------------------------------------------------
 

@@ -9,9 +9,18 @@ shape AWS Lambda Powertools' idempotency utility uses: an item is *claimed* (sta
 (a Segment retry after a 503, an SQS redelivery) is not mistaken for a repeat; a claim whose
 holder vanished (crash, timeout) can be taken over once its hold has passed.
 
+Delivery completes its claims in bulk, because DynamoDB bills every item written, whatever
+the call, and a second write per event doubled the ledger's cost: every claim of one
+invocation names that invocation as its *holder*, and once the invocation has finished all
+its calls (each failed one released) it writes one `settled#<holder>` item. A pending claim
+whose holder settled is done; one whose holder never settled (it crashed) is taken over once
+its hold has passed, as before. A delivered event costs one write, plus one per invocation.
+
 Items: `pk` (S, "<kind>#<key>"), `state` (pending | done | uncertain), `token` (S, the
-claimant), `held_until` (N, epoch seconds), `expires_at` (N, epoch seconds; the table's TTL
-attribute: DynamoDB deletes expired items within days, so expiry is also checked here).
+claimant: a random id per claim, or its holder), `held_until` (N, epoch seconds),
+`expires_at` (N, epoch seconds; the table's TTL attribute: DynamoDB deletes expired items
+within days, so expiry is also checked here). A `settled#<holder>` item has `pk` and
+`expires_at` only.
 """
 
 from __future__ import annotations
@@ -22,9 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-# The key kinds (one table, two prefixes).
+# The key kinds (one table, three prefixes).
 ACCEPTED = "accepted"
 DELIVERED = "delivered"
+SETTLED = "settled"
 
 ClaimState = Literal["claimed", "taken_over", "done", "busy"]
 """claimed: nobody had it; taken_over: an earlier holder vanished or ended uncertain (what it
@@ -43,13 +53,30 @@ class Claim:
 
 
 class Ledger(Protocol):
-    """claim -> (work) -> complete, or release; the DynamoDB table or a test double."""
+    """claim -> (work) -> complete, or settle the holder; or release. The DynamoDB table or a
+    test double."""
 
-    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float) -> Claim: ...
+    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float,
+              holder: str | None = None) -> Claim: ...
 
     def complete(self, claim: Claim, keep_seconds: float) -> None: ...
 
     def release(self, claim: Claim, uncertain: bool = False) -> None: ...
+
+    def settle(self, holder: str, keep_seconds: float) -> None: ...
+
+
+def new_holder() -> str:
+    """A holder id: random, so that no one can name another holder's settlement."""
+    return uuid.uuid4().hex
+
+
+def _state(item: dict[str, Any]) -> str:
+    return str(item.get("state", {}).get("S", ""))
+
+
+def _token(item: dict[str, Any]) -> str:
+    return str(item.get("token", {}).get("S", ""))
 
 
 def _error_code(error: Exception) -> str:
@@ -68,10 +95,12 @@ class DynamoLedger:
         self._table = table
         self._clock = clock
 
-    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float) -> Claim:
-        """Take the key unless it is done, or held by a live claim."""
+    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float,
+              holder: str | None = None) -> Claim:
+        """Take the key unless it is done, or held by a live claim. A claim with a `holder` is
+        completed by `settle(holder)`; a pending claim whose holder settled is done."""
         pk = f"{kind}#{key}"
-        token = uuid.uuid4().hex
+        token = holder or uuid.uuid4().hex
         now = self._clock()
         item = {"pk": {"S": pk}, "state": {"S": "pending"}, "token": {"S": token},
                 "held_until": {"N": str(int(now + hold_seconds) + 1)},
@@ -89,20 +118,48 @@ class DynamoLedger:
         except Exception as error:
             if _error_code(error) != "ConditionalCheckFailedException":
                 raise LedgerUnavailable(f"ledger write failed ({type(error).__name__})") from None
-            return Claim(self._current_state(pk), pk, token)
+            return Claim(self._current_state(pk, holder is not None), pk, token)
         old = reply.get("Attributes") or {}
-        fresh = not old or int(old.get("expires_at", {}).get("N", "0")) < now
-        return Claim("claimed" if fresh else "taken_over", pk, token)
+        if not old or int(old.get("expires_at", {}).get("N", "0")) < now:
+            return Claim("claimed", pk, token)
+        if holder is not None and _state(old) == "pending" and self._settled(_token(old)):
+            # Its holder finished after all: the work is done. This claim has just
+            # overwritten the item, so it says so there.
+            done = Claim("done", pk, token)
+            self.complete(done, keep_seconds)
+            return done
+        return Claim("taken_over", pk, token)
 
-    def _current_state(self, pk: str) -> ClaimState:
+    def _current_state(self, pk: str, settles: bool) -> ClaimState:
+        item = self._get(pk)
+        if _state(item) == "done" or (
+                settles and _state(item) == "pending" and self._settled(_token(item))):
+            return "done"
+        # Held by a live claim, or gone between the two calls (released, or expired):
+        # someone else is on it.
+        return "busy"
+
+    def _settled(self, holder: str) -> bool:
+        item = self._get(f"{SETTLED}#{holder}") if holder else {}
+        return bool(item) and int(item.get("expires_at", {}).get("N", "0")) >= self._clock()
+
+    def _get(self, pk: str) -> dict[str, Any]:
         try:
             reply = self._client().get_item(TableName=self._table, Key={"pk": {"S": pk}},
                                             ConsistentRead=True)
         except Exception as error:
             raise LedgerUnavailable(f"ledger read failed ({type(error).__name__})") from None
-        state = (reply.get("Item") or {}).get("state", {}).get("S")
-        # Gone between the two calls (released, or expired): someone else is on it.
-        return "done" if state == "done" else "busy"
+        item = reply.get("Item")
+        return item if isinstance(item, dict) else {}
+
+    def settle(self, holder: str, keep_seconds: float) -> None:
+        """Every claim `holder` still has pending is done (the failed ones were released)."""
+        item = {"pk": {"S": f"{SETTLED}#{holder}"},
+                "expires_at": {"N": str(int(self._clock() + keep_seconds) + 1)}}
+        try:
+            self._client().put_item(TableName=self._table, Item=item)
+        except Exception as error:
+            raise LedgerUnavailable(f"ledger write failed ({type(error).__name__})") from None
 
     def complete(self, claim: Claim, keep_seconds: float) -> None:
         item = {"pk": {"S": claim.key}, "state": {"S": "done"}, "token": {"S": claim.token},

@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.ledger import ACCEPTED_KIND, DELIVERED_KIND, ledger_statement
+from components.aws.ledger import ACCEPTED_KIND, DELIVERED_KIND, SETTLED_KIND, ledger_statement
 from components.aws.metrics import SETTINGS_VARIABLE
 from components.project import component_type
 
@@ -154,6 +154,7 @@ def delivery_policy(
                 "Resource": [dead_letter_queue_arn],
             },
             ledger_statement(ledger_table_arn, DELIVERED_KIND),
+            ledger_statement(ledger_table_arn, SETTLED_KIND),
             log_statement(log_group_arn),
         ]
     )

@@ -3,7 +3,8 @@
 Segment's signature has no timestamp and nothing in its scheme remembers what was accepted, and
 Userflow's `POST /events` has no idempotency key. So the bridge keeps a record per Segment
 `messageId`: ingest writes `accepted#<messageId>` items (a captured request sent again is
-skipped), delivery writes `delivered#<key>` items (no second Userflow call for one event). The
+skipped), delivery writes `delivered#<key>` items (no second Userflow call for one event) and
+one `settled#<invocation>` item per invocation (its claims are complete). The
 bridge's code owns the items (`bridge_code/ledger.py`); this module owns the table and the
 access to it.
 
@@ -23,19 +24,22 @@ import pulumi_aws as aws
 
 from components.project import component_type
 
-# The table's contract with bridge_code/ledger.py: its key, its TTL attribute, the two key
+# The table's contract with bridge_code/ledger.py: its key, its TTL attribute, the three key
 # kinds ("<kind>#<key>"), and the calls each writer makes. A claim is a conditional PutItem (a
 # consistent GetItem when the condition fails), completing it a PutItem, releasing it a
 # DeleteItem; only delivery marks a claim `uncertain` (an UpdateItem), when Userflow may have
-# acted on a call whose answer was lost.
+# acted on a call whose answer was lost. Delivery settles an invocation's claims with one
+# PutItem of a `settled#` item, and reads one (GetItem) when it meets an older claim.
 PARTITION_KEY = "pk"
 TTL_ATTRIBUTE = "expires_at"
 ACCEPTED_KIND = "accepted"
 DELIVERED_KIND = "delivered"
+SETTLED_KIND = "settled"
 _CLAIM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
 LEDGER_ACTIONS: dict[str, tuple[str, ...]] = {
     ACCEPTED_KIND: _CLAIM_ACTIONS,
     DELIVERED_KIND: (*_CLAIM_ACTIONS, "dynamodb:UpdateItem"),
+    SETTLED_KIND: ("dynamodb:GetItem", "dynamodb:PutItem"),
 }
 
 

@@ -294,28 +294,41 @@ class MemoryLedger:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.items: dict[str, dict[str, Any]] = {}
+        self.settled: dict[str, float] = {}  # holder -> expires_at
         self.clock = clock
         self.lock = threading.Lock()
 
-    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float) -> Claim:
+    def _holder_settled(self, token: str) -> bool:
+        return self.settled.get(token, -1.0) >= self.clock()
+
+    def claim(self, kind: str, key: str, hold_seconds: float, keep_seconds: float,
+              holder: str | None = None) -> Claim:
         pk, now = f"{kind}#{key}", self.clock()
-        token = f"t{len(self.items)}-{now}"
+        token = holder or f"t{len(self.items)}-{now}"
         with self.lock:
             old = self.items.get(pk)
-            if old is not None and old["expires_at"] >= now:
-                if old["state"] == "done":
+            live = old is not None and old["expires_at"] >= now
+            settled = (live and holder is not None and old is not None
+                       and old["state"] == "pending" and self._holder_settled(old["token"]))
+            if old is not None and live:
+                if old["state"] == "done" or (settled and old["held_until"] >= now):
                     return Claim("done", pk, token)
                 if old["state"] == "pending" and old["held_until"] >= now:
                     return Claim("busy", pk, token)
-            self.items[pk] = {"state": "pending", "token": token,
+            self.items[pk] = {"state": "done" if settled else "pending", "token": token,
                               "held_until": now + hold_seconds, "expires_at": now + keep_seconds}
-            fresh = old is None or old["expires_at"] < now
-            return Claim("claimed" if fresh else "taken_over", pk, token)
+            if settled:
+                return Claim("done", pk, token)
+            return Claim("taken_over" if live else "claimed", pk, token)
 
     def complete(self, claim: Claim, keep_seconds: float) -> None:
         with self.lock:
             self.items[claim.key] = {"state": "done", "token": claim.token, "held_until": 0,
                                      "expires_at": self.clock() + keep_seconds}
+
+    def settle(self, holder: str, keep_seconds: float) -> None:
+        with self.lock:
+            self.settled[holder] = self.clock() + keep_seconds
 
     def release(self, claim: Claim, uncertain: bool = False) -> None:
         with self.lock:

@@ -19,6 +19,7 @@ from bridge_code.aws import AwsClients
 from bridge_code.delivery import DeliveryApp
 from bridge_code.envelope import Envelope, compact_json, encode_envelope
 from bridge_code.jsonenc import compact_encoder
+from bridge_code.ledger import DELIVERED
 from bridge_code.logs import utc_isoformat, utc_timestamp_ms
 from bridge_code.mapping import MappingConfig, SegmentToUserflow, ViewMapping, segment_skip
 from bridge_code.runtime import BridgeRuntime
@@ -162,8 +163,10 @@ def test_an_unexpected_error_in_the_last_call_requeues_only_the_unsettled() -> N
         app.close()
     # The pooled calls' outcomes are recorded before the error surfaces: only u3 goes back.
     assert result == {"batchItemFailures": [{"itemIdentifier": "r2"}]}
-    # AND the ledger says u1 and u2 were delivered, and gives u3's claim back as uncertain
+    # AND the ledger says u1 and u2 were delivered (the invocation settled its claims), and
+    # gives u3's claim back as uncertain: a later claim takes it over
     ledger = app.runtime.ledger
     assert isinstance(ledger, MemoryLedger)
-    assert {key: item["state"] for key, item in ledger.items.items()} == {
-        "delivered#m-u1": "done", "delivered#m-u2": "done", "delivered#m-u3": "uncertain"}
+    assert ledger.items["delivered#m-u3"]["state"] == "uncertain"
+    assert {user: ledger.claim(DELIVERED, f"m-{user}", 30, 600, holder="later").state
+            for user in ("u1", "u2", "u3")} == {"u1": "done", "u2": "done", "u3": "taken_over"}

@@ -122,3 +122,57 @@ def test_trust_settings_from_the_environment(env: dict[str, str],
 def test_bad_trust_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         BridgeSettings.from_env(env)
+
+
+# --- a holder settles its claims in one write ---------------------------------------------------
+
+def test_claims_of_a_settled_holder_are_done_while_held_and_after(make: LedgerFactory) -> None:
+    clock = Clock()
+    ledger = make(clock)
+    assert ledger.claim(DELIVERED, "m-1", 30, 600, holder="h-1").state == "claimed"
+    assert ledger.claim(DELIVERED, "m-2", 30, 600, holder="h-1").state == "claimed"
+    # before the holder settles, its claims are simply held
+    assert ledger.claim(DELIVERED, "m-1", 30, 600, holder="h-2").state == "busy"
+    ledger.settle("h-1", keep_seconds=600)
+    assert ledger.claim(DELIVERED, "m-1", 30, 600, holder="h-3").state == "done"
+    clock.now += 60  # the hold has passed: the claim is overwritten, and found done
+    assert ledger.claim(DELIVERED, "m-2", 30, 600, holder="h-4").state == "done"
+    clock.now += 60  # and it stays done, though h-4 never settles
+    assert ledger.claim(DELIVERED, "m-2", 30, 600, holder="h-5").state == "done"
+
+
+def test_an_unsettled_holders_claims_are_taken_over_after_the_hold(make: LedgerFactory) -> None:
+    clock = Clock()
+    ledger = make(clock)
+    ledger.claim(DELIVERED, "m-1", 30, 600, holder="crashed")
+    ledger.settle("another", 600)
+    clock.now += 40
+    assert ledger.claim(DELIVERED, "m-1", 30, 600, holder="h-2").state == "taken_over"
+
+
+def test_settling_does_not_cover_released_or_uncertain_claims(make: LedgerFactory) -> None:
+    ledger = make(Clock())
+    ledger.release(ledger.claim(DELIVERED, "failed", 30, 600, holder="h-1"))
+    ledger.release(ledger.claim(DELIVERED, "unknown", 30, 600, holder="h-1"), uncertain=True)
+    ledger.settle("h-1", 600)
+    assert ledger.claim(DELIVERED, "failed", 30, 600, holder="h-2").state == "claimed"
+    assert ledger.claim(DELIVERED, "unknown", 30, 600, holder="h-2").state == "taken_over"
+
+
+def test_an_expired_settlement_settles_nothing(make: LedgerFactory) -> None:
+    clock = Clock()
+    ledger = make(clock)
+    ledger.claim(DELIVERED, "m-1", 30, 6000, holder="h-1")
+    ledger.settle("h-1", keep_seconds=60)
+    clock.now += 120
+    assert ledger.claim(DELIVERED, "m-1", 30, 600, holder="h-2").state == "taken_over"
+
+
+def test_claims_without_a_holder_never_look_for_a_settlement(make: LedgerFactory) -> None:
+    # Ingest's claims complete one by one; its role may not read settlements at all.
+    clock = Clock()
+    ledger = make(clock)
+    ledger.claim("accepted", "m-1", 30, 600)
+    assert ledger.claim("accepted", "m-1", 30, 600).state == "busy"
+    clock.now += 40
+    assert ledger.claim("accepted", "m-1", 30, 600).state == "taken_over"

@@ -45,7 +45,9 @@ class RecordingDynamo:
 
     def get_item(self, **kwargs: Any) -> dict[str, Any]:
         self._record("get_item", kwargs["Key"])
-        return {"Item": {"state": {"S": "done"}}}
+        # A claim pending under a holder, and that holder's settlement: both lookups happen.
+        return {"Item": {"state": {"S": "pending"}, "token": {"S": "h-0"},
+                         "expires_at": {"N": "9999999999"}}}
 
     def update_item(self, **kwargs: Any) -> dict[str, Any]:
         self._record("update_item", kwargs["Key"])
@@ -57,8 +59,18 @@ class RecordingDynamo:
 
 
 def exercise(kind: str, client: RecordingDynamo) -> None:
-    """Every path of the ledger for one kind: claim, complete, release, a repeat's claim."""
+    """Every path of the ledger for one kind: claim, complete, release, a repeat's claim; for
+    settlements, settling a holder and finding a pending claim's holder settled."""
     ledger = bridge_ledger.DynamoLedger(lambda: client, "table")
+    if kind == bridge_ledger.SETTLED:
+        ledger.settle("h-1", 3600)
+        repeat = RecordingDynamo(fail_conditions=True)
+        claimed = bridge_ledger.DynamoLedger(lambda: repeat, "table").claim(
+            bridge_ledger.DELIVERED, "m-1", 60, 3600, holder="h-2")
+        assert claimed.state == "done"
+        client.calls.extend(c for c in repeat.calls if c[1].startswith(f"{kind}#"))
+        client.items.extend(i for i in repeat.items if i["pk"]["S"].startswith(f"{kind}#"))
+        return
     claim = ledger.claim(kind, "m-1", 60, 3600)
     ledger.complete(claim, 3600)
     ledger.release(ledger.claim(kind, "m-2", 60, 3600))
@@ -71,12 +83,14 @@ def exercise(kind: str, client: RecordingDynamo) -> None:
 
 
 def test_both_halves_name_the_same_kinds() -> None:
-    assert (bridge_ledger.ACCEPTED, bridge_ledger.DELIVERED) == (
-        aws_ledger.ACCEPTED_KIND, aws_ledger.DELIVERED_KIND)
-    assert set(aws_ledger.LEDGER_ACTIONS) == {bridge_ledger.ACCEPTED, bridge_ledger.DELIVERED}
+    assert (bridge_ledger.ACCEPTED, bridge_ledger.DELIVERED, bridge_ledger.SETTLED) == (
+        aws_ledger.ACCEPTED_KIND, aws_ledger.DELIVERED_KIND, aws_ledger.SETTLED_KIND)
+    assert set(aws_ledger.LEDGER_ACTIONS) == {
+        bridge_ledger.ACCEPTED, bridge_ledger.DELIVERED, bridge_ledger.SETTLED}
 
 
-@pytest.mark.parametrize("kind", [bridge_ledger.ACCEPTED, bridge_ledger.DELIVERED])
+@pytest.mark.parametrize("kind", [bridge_ledger.ACCEPTED, bridge_ledger.DELIVERED,
+                                  bridge_ledger.SETTLED])
 def test_every_call_is_granted_on_its_own_prefix(kind: str) -> None:
     # GIVEN the ledger driven through each of its paths for one kind of item
     client = RecordingDynamo()

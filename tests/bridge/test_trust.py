@@ -20,6 +20,7 @@ import pytest
 from moto import mock_aws
 
 from bridge_code import logs
+from bridge_code.claims import ClaimedCalls
 from bridge_code.envelope import decode_envelope
 from bridge_code.ingest import ENQUEUE_ATTEMPTS
 from bridge_code.mapping import MappingConfig, segment_event_to_userflow
@@ -31,6 +32,7 @@ from tests.bridge.helpers import (
     Bridge,
     FakeUpstream,
     Fault,
+    MemoryLedger,
     answer,
     apigw_event,
     load_event,
@@ -258,6 +260,71 @@ def test_dead_letter_replay_of_delivered_events_makes_no_second_call(
     # THEN Userflow is not called again for them
     assert len(upstream.received) == 2
     assert events_sent(upstream) == Counter({f"user-{i}/order_completed": 1 for i in range(2)})
+
+
+def test_delivery_writes_one_ledger_item_per_event_and_one_per_invocation(
+        upstream: FakeUpstream) -> None:
+    # GIVEN a batching stack, and every write to the ledger's table counted by key kind
+    bridge = make_bridge(upstream.url, segment_batching=True)
+    writes: Counter[str] = Counter()
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        key = params.get("Item") or params.get("Key") or {}
+        writes[key["pk"]["S"].split("#", 1)[0]] += 1
+
+    events = bridge.runtime.aws.dynamodb.meta.events
+    for operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        events.register(f"provide-client-params.dynamodb.{operation}", count)
+    # WHEN Segment delivers a batch of 20 events and one invocation delivers them
+    assert answer(bridge.ingest.handle(signed_batch([track(i) for i in range(20)])))[0] == 200
+    bridge.pump()
+    # THEN each event cost one write, the invocation one more, the request two (accept)
+    assert len(upstream.delivered("/events")) == 20
+    assert writes == Counter({"delivered": 20, "settled": 1, "accepted": 2})
+
+
+def _crash_after_calls(bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Deliver what is queued in an invocation that dies after its calls, before it settles
+    its claims and before SQS deletes the messages; return those messages."""
+    queue = str(bridge.runtime.settings.queue_url)
+    messages = bridge.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10,
+                                          AttributeNames=["All"])["Messages"]
+    with monkeypatch.context() as patched:
+        patched.setattr(ClaimedCalls, "settle", lambda self: None)
+        bridge.delivery.handle(sqs_lambda_event(messages, "arn:q"))
+    return list(messages)
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_a_repeat_after_the_hold_is_sent_again_only_if_the_holder_never_settled(
+        upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, settled: bool) -> None:
+    # GIVEN two events delivered by an invocation that settled its claims, or crashed first
+    clock = [time.time()]
+    bridge = make_bridge(upstream.url)
+    bridge.runtime.ledger = MemoryLedger(lambda: clock[0])
+    for i in range(2):
+        assert answer(bridge.ingest.handle(signed_single(track(i))))[0] == 200
+    if settled:
+        queue = str(bridge.runtime.settings.queue_url)
+        messages = bridge.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10,
+                                              AttributeNames=["All"])["Messages"]
+        bridge.delivery.handle(sqs_lambda_event(messages, "arn:q"))
+    else:
+        messages = _crash_after_calls(bridge, monkeypatch)
+    assert len(upstream.delivered("/events")) == 2
+    # WHEN SQS hands the same messages out again, long after every claim's hold
+    clock[0] += 3600
+    bridge.delivery.handle(sqs_lambda_event(messages, "arn:q"))
+    s = bridge.runtime.stats.snapshot()["segment_to_userflow"]
+    if settled:
+        # THEN a settled delivery is not repeated
+        assert len(upstream.delivered("/events")) == 2 and s["duplicates"] == 2
+        assert s["ambiguous"] == 0
+    else:
+        # THEN nothing tells a crash after the call from one before it: the events go again,
+        # and each second delivery is counted ambiguous and logged, not hidden
+        assert events_sent(upstream) == Counter({f"user-{i}/order_completed": 2 for i in (0, 1)})
+        assert s["ambiguous"] == 2
 
 
 @pytest.mark.usefixtures("log_to_stdout")

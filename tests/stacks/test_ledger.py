@@ -25,11 +25,13 @@ TABLE = "aws:dynamodb/table:Table"
 LEDGER = "userflow-segment:index:BridgeLedger"
 # The calls each function makes through bridge_code/ledger.py, spelled out here so that a
 # grant widened in the component (another action, a wildcard) fails below instead of being
-# compared to itself. Only delivery marks a claim uncertain (UpdateItem).
+# compared to itself. Only delivery marks a claim uncertain (UpdateItem), and only delivery
+# writes and reads the `settled#` items that complete its claims in bulk.
 CLAIM_ACTIONS = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"]
-ITEM_ACTIONS = {"ingest": CLAIM_ACTIONS,
-                "delivery": sorted([*CLAIM_ACTIONS, "dynamodb:UpdateItem"])}
-KEY_PREFIX = {"ingest": "accepted#*", "delivery": "delivered#*"}
+# role -> {key prefix its statement is limited to: the actions it grants there}
+GRANTS = {"ingest": {"accepted#*": CLAIM_ACTIONS},
+          "delivery": {"delivered#*": sorted([*CLAIM_ACTIONS, "dynamodb:UpdateItem"]),
+                       "settled#*": ["dynamodb:GetItem", "dynamodb:PutItem"]}}
 
 
 @pytest.fixture(params=AWS_STACKS)
@@ -94,13 +96,15 @@ def ledger_statements(run: Run, role: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("role", ["ingest", "delivery"])
 def test_each_role_reaches_only_its_own_items_of_this_table(aws_run: Run, role: str) -> None:
-    (statement,) = ledger_statements(aws_run, role)
-    assert statement["Effect"] == "Allow"
-    assert sorted(statement["Action"]) == ITEM_ACTIONS[role]
-    assert statement["Resource"] == [table_arn(aws_run)]
-    assert statement["Condition"] == {
-        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [KEY_PREFIX[role]]}}
-    assert set(statement) == {"Sid", "Effect", "Action", "Resource", "Condition"}
+    granted: dict[str, list[str]] = {}
+    for statement in ledger_statements(aws_run, role):
+        assert statement["Effect"] == "Allow"
+        assert statement["Resource"] == [table_arn(aws_run)]
+        assert set(statement) == {"Sid", "Effect", "Action", "Resource", "Condition"}
+        (prefix,) = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert set(statement["Condition"]) == {"ForAllValues:StringLike"}
+        granted[prefix] = sorted(statement["Action"])
+    assert granted == GRANTS[role]
 
 
 def test_the_roles_grant_nothing_else_in_dynamodb_or_kms(aws_run: Run) -> None:
@@ -109,7 +113,8 @@ def test_the_roles_grant_nothing_else_in_dynamodb_or_kms(aws_run: Run) -> None:
         actions = [a for s in document["Statement"] for a in s["Action"]]
         services = {a.split(":", 1)[0] for a in actions}
         assert "kms" not in services, role  # the AWS managed key needs no grant of ours
-        assert len([a for a in actions if a.startswith("dynamodb:")]) == len(ITEM_ACTIONS[role])
+        assert len([a for a in actions if a.startswith("dynamodb:")]) == sum(
+            len(granted) for granted in GRANTS[role].values())
         # The role is the function's own (the table is read only through it).
         assert one(aws_run, FUNCTION, f"functions-{role}")["inputs"]["role"].endswith(
             f":role/{PROJECT}-{environment(aws_run)}-{role}-role")
