@@ -1,7 +1,8 @@
 """One environment of the Userflow <-> Segment integration: config -> bridge -> integration.
 
 hosting=aws (staging, production): the bridge on AWS (`AwsBridge`), then the Segment and
-Userflow resources pointed at its API. hosting=local (the sandbox): no AWS resource at all,
+Userflow resources pointed at its API (Userflow's webhooks at the ingest function's URL with
+userflowIngress=functionUrl). hosting=local (the sandbox): no AWS resource at all,
 the Segment and Userflow resources point at `bridgeUrl`. Exports never hold a secret value,
 only where the secrets are.
 """
@@ -17,11 +18,16 @@ from components.config_keys import PROJECT_ROOT
 from components.integration import IntegrationArgs, SegmentUserflowIntegration
 
 
-def integration_args(config: StackConfig, bridge_url: pulumi.Input[str]) -> IntegrationArgs:
-    """The Segment/Userflow resources' settings for a bridge listening at `bridge_url`."""
+def integration_args(
+    config: StackConfig, bridge_url: pulumi.Input[str],
+    userflow_url: pulumi.Input[str] | None = None,
+) -> IntegrationArgs:
+    """The Segment/Userflow resources' settings for a bridge listening at `bridge_url` (and
+    for Userflow's webhooks at `userflow_url` when they arrive elsewhere)."""
     return IntegrationArgs(
         environment=config.environment,
         bridge_url=bridge_url,
+        userflow_bridge_url=userflow_url,
         app_source_id=config.segment_app_source_id,
         app_source_slug=config.segment_app_source_slug,
         create_app_source=config.create_app_source,
@@ -53,12 +59,16 @@ protected = pulumi.ResourceOptions(protect=config.protect)
 
 bridge = aws_bridge(config, protected) if config.hosting == "aws" else None
 bridge_url: pulumi.Input[str] = bridge.bridge_url if bridge else config.bridge_url or ""
+# The API's URL too, unless the ingest function's URL is Userflow's front door.
+userflow_url = bridge.userflow_url if bridge else None
 integration = SegmentUserflowIntegration(
     "integration",
-    integration_args(config, bridge_url),
+    integration_args(config, bridge_url, userflow_url),
     # Segment and Userflow start delivering once their resources exist: only after the API
-    # (routes, stage, invoke permission) is in place.
-    pulumi.ResourceOptions(protect=config.protect, depends_on=[bridge.api] if bridge else []),
+    # (routes, stage, invoke permission) and any function URL (with its permissions) are in
+    # place.
+    pulumi.ResourceOptions(protect=config.protect,
+                           depends_on=bridge.front_doors if bridge else []),
 )
 
 if bridge:
@@ -74,7 +84,7 @@ if bridge:
         pulumi.export(export_name, output)
 
 pulumi.export("bridgeUrl", bridge_url)
-for export_name, url in route_urls(bridge_url).items():
+for export_name, url in route_urls(bridge_url, userflow_url).items():
     pulumi.export(export_name, url)
 pulumi.export("appSourceId", integration.app_source_id)
 pulumi.export("userflowSourceId", integration.userflow_source_id)

@@ -570,12 +570,18 @@ def _print_costs(staging: StackConfig, production: StackConfig, runs: dict[str, 
         print(f"Cost per million events, stack {stack} ({describe_inputs(config)}):")
         for line in render("Segment→Userflow", config, segment, "≤ $0.50"):
             print(line)
-        for line in render("Userflow→Segment", config, userflow, "≤ $1.30"):
+        for line in render("Userflow→Segment", config, userflow, "≤ $1.30",
+                           config.userflow_ingress):
             print(line)
         print("Capacity, events/s sustained:")
         print("  " + render_capacity("Segment→Userflow", config, segment))
-        print("  " + render_capacity("Userflow→Segment", config, userflow))
+        print("  " + render_capacity("Userflow→Segment", config, userflow,
+                                     config.userflow_ingress))
         print()
+    # Production's Userflow→Segment again (the last `userflow`), through the function URL.
+    from bench.cost_model import function_url_option
+    for line in function_url_option("production", production, userflow):
+        print(line)
     print(price_note())
 
 

@@ -5,6 +5,10 @@ by components/config.py; the functions' memory from components/aws/functions.py)
 per-event measurements (CPU, message and log bytes) come from the bench. Every line printed
 shows its arithmetic, so a reader can redo it with other prices or another config.
 
+A direction's front door is API Gateway, or for Userflow's webhooks with `userflowIngress:
+functionUrl` the ingest function's URL: no request charge beyond the Lambda invocation and no
+access log line, and no API throttle in the capacity (ingest's reserved concurrency bounds it).
+
 List prices: us-east-1, on-demand, as published on the pages in `PRICE_SOURCES` (DynamoDB's
 after its November 2024 on-demand price cut); they are written here, not fetched, so check
 them before relying on a total. Other regions cost somewhat more; free tiers are left out.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pulumi
@@ -22,6 +26,7 @@ import yaml
 
 from components.aws.functions import MEMORY_MB
 from components.config import SECRET_KEYS, StackConfig, parse_config
+from components.project import UserflowIngress
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "userflow-segment:"
@@ -103,8 +108,11 @@ class Line:
     dollars: float
 
 
-def cost_lines(config: StackConfig, m: Measured) -> list[Line]:
-    """Dollars per million events, item by item, with the arithmetic behind each."""
+def cost_lines(config: StackConfig, m: Measured,
+               ingress: UserflowIngress = "apiGateway") -> list[Line]:
+    """Dollars per million events, item by item, with the arithmetic behind each; `ingress`
+    is the direction's front door (functionUrl: no API charge, no access log line)."""
+    via_url = ingress == "functionUrl"
     per_m = 1e6
     gb = MEMORY_MB / 1024
     requests = per_m / m.events_per_request
@@ -124,12 +132,17 @@ def cost_lines(config: StackConfig, m: Measured) -> list[Line]:
     delivery_s = m.delivery_cpu_per_event_s + wait_per_event
     chunks = math.ceil(m.message_bytes_per_event * m.events_per_message / SQS_CHUNK_BYTES)
     sqs_requests = messages * (chunks + 2 / SQS_POLLER_MESSAGES_PER_CALL)
-    log_bytes = (requests * m.log_bytes_per_request
+    request_log_bytes = m.log_bytes_per_request - (access_log_bytes() if via_url else 0)
+    log_bytes = (requests * request_log_bytes
                  + invocations * m.log_bytes_per_delivery_invocation)
     writes = per_m * m.ledger_writes_per_event
+    api = (Line("API Gateway", f"0 requests x ${API_PER_MILLION}/M (the {requests:,.0f} go to "
+                "the function URL: no charge beyond the Lambda request)", 0.0)
+           if via_url else
+           Line("API Gateway", f"{requests:,.0f} requests x ${API_PER_MILLION}/M",
+                requests * API_PER_MILLION / per_m))
     return [
-        Line("API Gateway", f"{requests:,.0f} requests x ${API_PER_MILLION}/M",
-             requests * API_PER_MILLION / per_m),
+        api,
         Line("Lambda requests", f"({requests:,.0f} ingest + {invocations:,.0f} delivery) x "
              f"${LAMBDA_REQUEST_PER_MILLION}/M",
              (requests + invocations) * LAMBDA_REQUEST_PER_MILLION / per_m),
@@ -139,7 +152,8 @@ def cost_lines(config: StackConfig, m: Measured) -> list[Line]:
         Line("SQS", f"{messages:,.0f} messages x ({chunks} send chunk(s) + 2/"
              f"{SQS_POLLER_MESSAGES_PER_CALL} receive/delete) x ${SQS_PER_MILLION}/M",
              sqs_requests * SQS_PER_MILLION / per_m),
-        Line("CloudWatch Logs", f"({requests:,.0f} x {m.log_bytes_per_request:.0f} B + "
+        Line("CloudWatch Logs", f"({requests:,.0f} x {request_log_bytes:.0f} B"
+             f"{' (no access log line)' if via_url else ''} + "
              f"{invocations:,.0f} x {m.log_bytes_per_delivery_invocation:.0f} B) x "
              f"${LOGS_PER_GB}/GB", log_bytes / 1e9 * LOGS_PER_GB),
         Line("DynamoDB ledger", f"{m.ledger_writes_per_event:.2f} WRU/event x "
@@ -147,8 +161,9 @@ def cost_lines(config: StackConfig, m: Measured) -> list[Line]:
     ]
 
 
-def render(title: str, config: StackConfig, m: Measured, goal: str) -> list[str]:
-    lines = cost_lines(config, m)
+def render(title: str, config: StackConfig, m: Measured, goal: str,
+           ingress: UserflowIngress = "apiGateway") -> list[str]:
+    lines = cost_lines(config, m, ingress)
     total = sum(line.dollars for line in lines)
     width = max(len(line.item) for line in lines)
     out = [f"{title}: ${total:.2f} per million events (goal {goal})"]
@@ -183,9 +198,11 @@ class Capacity:
                     ("delivery concurrency", self.delivery)), key=lambda kv: kv[1])
 
 
-def capacity(config: StackConfig, m: Measured) -> Capacity:
-    """Events/s each stage sustains: the API's steady rate, ingest's reserved concurrency
-    over its duration, delivery's reserved concurrency over an invocation's duration."""
+def capacity(config: StackConfig, m: Measured,
+             ingress: UserflowIngress = "apiGateway") -> Capacity:
+    """Events/s each stage sustains: the API's steady rate (none in front of a function URL),
+    ingest's reserved concurrency over its duration, delivery's reserved concurrency over an
+    invocation's duration."""
     from bridge_code.delivery import DELIVERY_THREADS
 
     ingest_s = m.ingest_cpu_per_request_s + m.ingest_aws_calls_per_request * AWS_CALL_SECONDS
@@ -200,19 +217,38 @@ def capacity(config: StackConfig, m: Measured) -> Capacity:
     ingest_slots = config.ingest_reserved_concurrency
     delivery_slots = config.delivery_reserved_concurrency
     return Capacity(
-        api=config.api_throttle_rate_limit * m.events_per_request,
+        api=math.inf if ingress == "functionUrl"
+        else config.api_throttle_rate_limit * m.events_per_request,
         ingest=(ingest_slots if ingest_slots > 0 else unreserved) / ingest_s
         * m.events_per_request,
         delivery=(delivery_slots if delivery_slots > 0 else unreserved) / invocation_s
         * per_invocation)
 
 
-def render_capacity(title: str, config: StackConfig, m: Measured) -> str:
-    c = capacity(config, m)
+def render_capacity(title: str, config: StackConfig, m: Measured,
+                    ingress: UserflowIngress = "apiGateway") -> str:
+    c = capacity(config, m, ingress)
     name, value = c.limit()
-    return (f"{title}: API {c.api:,.0f}/s ({config.api_throttle_rate_limit:g} req/s x "
-            f"{m.events_per_request}), ingest {c.ingest:,.0f}/s "
+    api = ("API none (function URL: no throttle)" if ingress == "functionUrl"
+           else f"API {c.api:,.0f}/s ({config.api_throttle_rate_limit:g} req/s x "
+                f"{m.events_per_request})")
+    return (f"{title}: {api}, ingest {c.ingest:,.0f}/s "
             f"({config.ingest_reserved_concurrency} slots), delivery {c.delivery:,.0f}/s "
             f"({config.delivery_reserved_concurrency} slots x "
             f"{config.delivery_batch_size * m.events_per_message:.0f} events/invocation) "
             f"-> {value:,.0f} events/s, limited by {name}")
+
+
+def function_url_option(stack: str, config: StackConfig, m: Measured) -> list[str]:
+    """Userflow→Segment of `stack` with `userflowIngress: functionUrl`, cost and capacity.
+    Behind API Gateway the direction cannot go below $1.00 + $0.20 + $0.40 per million
+    webhooks (API request, ingest request, one SendMessage); the function URL drops the
+    first, and the API's access log line."""
+    via_url = replace(config, userflow_ingress="functionUrl")
+    return [
+        f"Stack {stack} with userflowIngress: functionUrl (Userflow's webhooks on the ingest "
+        "function's URL; Segment→Userflow unchanged):",
+        *render("Userflow→Segment", via_url, m, "≤ $1.30", "functionUrl"),
+        "  " + render_capacity("Userflow→Segment", via_url, m, "functionUrl"),
+        "",
+    ]

@@ -3,6 +3,10 @@
 A request gets 2xx only once every event it carries is in SQS; the delivery handler does the
 upstream calls. Routing, HTTP errors and the catch-all live here; mapping and signature
 checks are the pure modules beside it.
+
+The same function may also sit behind its own function URL (userflowIngress: functionUrl),
+which sends the same payload 2.0 but lets any path through: there only Userflow's route and
+health are served, so Segment's route stays behind the API's throttle.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ SKIP_OVERSIZE = "oversize"
 SQS_BATCH_ENTRIES = 10
 SQS_BATCH_BYTES = 250 * 1024
 ENQUEUE_ATTEMPTS = 3
+# What the function URL serves (the API serves every route). The paths are the project's
+# (components/project.py, components/aws/api.py); tests/stacks/test_routes.py holds them equal.
+FUNCTION_URL_PATHS = frozenset({"/userflow", "/health"})
+# A function URL's host (requestContext.domainName): <url-id>.lambda-url.<region>.on.aws
+FUNCTION_URL_LABEL = "lambda-url"
 
 
 class HttpError(Exception):
@@ -109,6 +118,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    via_function_url: bool = False
+    """Arrived through the function's own URL, not through API Gateway."""
 
 
 @dataclass
@@ -128,6 +139,16 @@ def _strip_stage(path: str, stage: object) -> str:
     return path
 
 
+def arrived_via_function_url(context: Mapping[str, Any]) -> bool:
+    """Whether Lambda's function URL (not API Gateway) made this event: its requestContext
+    names the URL's own host. AWS writes requestContext; a caller cannot."""
+    domain = context.get("domainName")
+    if not isinstance(domain, str):
+        return False
+    labels = domain.lower().split(".")
+    return len(labels) > 2 and labels[1] == FUNCTION_URL_LABEL
+
+
 def parse_request(event: Mapping[str, Any]) -> Request:
     """The parts of an API Gateway v2 event the routes need; bad encodings are 400s."""
     context = event.get("requestContext")
@@ -141,7 +162,8 @@ def parse_request(event: Mapping[str, Any]) -> Request:
     headers = ({str(k).lower(): str(v) for k, v in headers_in.items()}
                if is_mapping(headers_in) else {})
     raw = event.get("body")
-    request = Request(request_id, method, _strip_stage(path, context.get("stage")), headers, b"")
+    request = Request(request_id, method, _strip_stage(path, context.get("stage")), headers, b"",
+                      arrived_via_function_url(context))
     if raw is None:
         return request
     if not isinstance(raw, str):
@@ -216,7 +238,8 @@ class IngestApp:
             request = parse_request(event)
             request_id, route = request.request_id, request.path
             methods = self.routes.get(request.path)
-            if methods is None:
+            if methods is None or (request.via_function_url
+                                   and request.path not in FUNCTION_URL_PATHS):
                 raise NotFound(f"no route {preview(request.path, 64)}")
             handler = methods.get(request.method)
             if handler is None:

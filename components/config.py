@@ -35,6 +35,7 @@ from components.config_keys import (
     declarations,
     ignored_keys,
 )
+from components.project import USERFLOW_INGRESSES, UserflowIngress
 from components.segment_api import REGIONS, Region
 from components.segment_destination_payloads import DEFAULT_EVENT_TYPES, SEGMENT_EVENT_TYPES
 from components.segment_source import SLUG_PATTERN
@@ -111,6 +112,8 @@ class StackConfig:
     """`aws:region` (required when hosting=aws)."""
     bridge_url: str | None
     """hosting=local only: where the local bridge listens."""
+    userflow_ingress: UserflowIngress
+    """hosting=aws: where Userflow's webhooks arrive (the API, or the ingest function's URL)."""
     segment_region: Region
     segment_api_url: str
     segment_token: pulumi.Output[str]
@@ -203,6 +206,19 @@ def _bridge_url(read: Reader, local: bool) -> str | None:
         read.fail("bridgeUrl", "is required when hosting=local")
         return None
     return read.url("bridgeUrl", given, loopback_http=True)
+
+
+def _userflow_ingress(read: Reader, local: bool, ingest_concurrency: int) -> UserflowIngress:
+    ingress = read.choice("userflowIngress", USERFLOW_INGRESSES)
+    if ingress == "functionUrl" and local:
+        read.fail("userflowIngress", "may be functionUrl only when hosting=aws (the local "
+                                     "bridge serves every route at bridgeUrl)")
+    elif (ingress == "functionUrl" and ingest_concurrency < 1
+          and not read.failed("ingestReservedConcurrency")):
+        # No API throttle in front of the URL: the reservation is the only bound on it.
+        read.fail("ingestReservedConcurrency", "must be 1 to 1000 when userflowIngress is "
+                                               "functionUrl: it is the function URL's only bound")
+    return ingress
 
 
 def _secrets(
@@ -394,12 +410,15 @@ def parse_stack(
     log_retention = read.integer("logRetentionDays", 1, 3653)
     if log_retention not in LOG_RETENTION_DAYS and not read.failed("logRetentionDays"):
         read.fail("logRetentionDays", "must be one of " + ", ".join(map(str, LOG_RETENTION_DAYS)))
+    ingest_concurrency = _concurrency(read, "ingestReservedConcurrency")
+    userflow_ingress = _userflow_ingress(read, local, ingest_concurrency)
 
     config = StackConfig(
         environment=environment,
         hosting=hosting,
         region=region,
         bridge_url=bridge_url,
+        userflow_ingress=userflow_ingress,
         segment_region=segment_region,
         segment_api_url=segment_api_url,
         segment_token=secrets.get("segmentToken", pulumi.Output.secret("")),
@@ -421,7 +440,7 @@ def parse_stack(
         # API Gateway HTTP APIs give an integration at most 30 s; keep the function below it.
         ingest_timeout_seconds=read.integer("ingestTimeoutSeconds", 1, 29),
         delivery_timeout_seconds=read.integer("deliveryTimeoutSeconds", 1, 900),
-        ingest_reserved_concurrency=_concurrency(read, "ingestReservedConcurrency"),
+        ingest_reserved_concurrency=ingest_concurrency,
         delivery_reserved_concurrency=_concurrency(read, "deliveryReservedConcurrency"),
         delivery_batch_size=batch_size,
         delivery_batch_window_seconds=batch_window,

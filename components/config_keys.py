@@ -156,7 +156,10 @@ class Reader:
         for option in allowed:
             if value == option:
                 return option
-        self.fail(key, "must be one of " + ", ".join(map(str, allowed)))
+        # The hint names an allowed value, never the one given (it could be a pasted secret).
+        near = near_match(value, [str(o) for o in allowed]) if value else None
+        hint = f" (did you mean {near}?)" if near else ""
+        self.fail(key, "must be one of " + ", ".join(map(str, allowed)) + hint)
         return next(o for o in allowed if o == self.declared[key].default)
 
     def url(self, key: str, default: str, loopback_http: bool) -> str:
@@ -189,8 +192,14 @@ def ignored_keys(config_keys: Iterable[str], read_keys: Collection[str]) -> list
     return warnings
 
 
-def _did_you_mean(name: str, candidates: Collection[str], prefix: str) -> str:
+def near_match(name: str, candidates: Collection[str]) -> str | None:
+    """The candidate `name` probably meant: the same but for case, else a close spelling."""
     folded = {c.lower(): c for c in candidates}
     near = [folded[name.lower()]] if name.lower() in folded else difflib.get_close_matches(
         name, sorted(candidates), n=1, cutoff=0.75)
-    return f" (did you mean {prefix}{near[0]}?)" if near else " (typo?)"
+    return near[0] if near else None
+
+
+def _did_you_mean(name: str, candidates: Collection[str], prefix: str) -> str:
+    near = near_match(name, candidates)
+    return f" (did you mean {prefix}{near}?)" if near else " (typo?)"

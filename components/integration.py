@@ -37,6 +37,9 @@ class IntegrationArgs:
 
     environment: str  # staging | production | local
     bridge_url: pulumi.Input[str]  # https://… (http://127.0.0.1:… only for local)
+    # Where Userflow's webhooks go when not to bridge_url (the ingest function's URL on AWS,
+    # without its trailing slash); the webhook appends /userflow to it.
+    userflow_bridge_url: pulumi.Input[str] | None = None
     app_source_id: pulumi.Input[str] | None = None  # the app's existing Segment source, or…
     app_source_slug: str | None = None  # …its slug (looked up), or…
     create_app_source: bool = False  # …sandbox only: create an "app" source too
@@ -125,7 +128,8 @@ class SegmentUserflowIntegration(pulumi.ComponentResource):
         webhook = UserflowWebhookSubscription(
             f"{name}-userflow-webhook",
             UserflowWebhookSubscriptionArgs(
-                bridge_url=args.bridge_url,
+                bridge_url=(args.bridge_url if args.userflow_bridge_url is None
+                            else args.userflow_bridge_url),
                 topics=list(args.userflow_topics) or list(DEFAULT_TOPICS),
                 adopt=args.adopt_userflow_webhook,
                 secret_rotation=args.userflow_webhook_rotation,

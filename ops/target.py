@@ -49,6 +49,14 @@ class Target:
     write_key_origin: str = "the bridge's Segment write key"
     queue_urls: dict[str, str] = field(default_factory=dict)
     region: str | None = None
+    # Where Userflow's webhooks go when not to bridge_url + /userflow (the stack's
+    # userflowRouteUrl: the ingest function's URL with userflowIngress=functionUrl).
+    userflow_route_url: str | None = None
+
+    @property
+    def userflow_url(self) -> str:
+        """The URL verify posts its signed webhook to: where Userflow delivers."""
+        return self.userflow_route_url or f"{self.bridge_url}/userflow"
 
 
 def session_path(state_dir: Path, stack: str) -> Path:
@@ -171,6 +179,7 @@ def aws_target(engine: StackReader, stack: str, overrides: Mapping[str, str | No
         queue_urls={k: str(outputs[k]) for k in ("queueUrl", "deadLetterQueueUrl")
                     if outputs.get(k)},
         region=str(region) if region else None,
+        userflow_route_url=_separate_userflow_route(outputs),
         userflow_source_id=_optional(_first(outputs, "userflowSourceId")),
         segment_url=str(overrides.get("segmentApiUrl") or config.get(SEGMENT_API_URL_KEY)
                         or SEGMENT_DEFAULT_API_URL).rstrip("/"),
@@ -183,6 +192,16 @@ def aws_target(engine: StackReader, stack: str, overrides: Mapping[str, str | No
             f"{_first(outputs, 'userflowSourceSlug') or ''} (rotated? `pulumi up --stack "
             f"{stack}` writes the current one)"),
     )
+
+
+def _separate_userflow_route(outputs: Mapping[str, Any]) -> str | None:
+    """The stack's userflowRouteUrl when it is not under its bridgeUrl (Userflow's webhooks
+    arrive through the ingest function's URL); None: bridge_url + /userflow, as before, so a
+    --bridge-url override still applies to it."""
+    route, bridge_url = _first(outputs, "userflowRouteUrl"), _first(outputs, "bridgeUrl")
+    if not route or not bridge_url or str(route).startswith(str(bridge_url).rstrip("/") + "/"):
+        return None
+    return str(route)
 
 
 def _optional(value: Any) -> str | None:

@@ -259,7 +259,7 @@ class Verifier:
         }
         body = json.dumps(notification, separators=(",", ":")).encode()
         header = sign_userflow(body, self.target.userflow_webhook_secret, int(time.time()))
-        reply = self.http.post(self.target.bridge_url + "/userflow", data=body,
+        reply = self.http.post(self.target.userflow_url, data=body,
                                timeout=HTTP_TIMEOUT_S,
                                headers={"Content-Type": "application/json",
                                         "Userflow-Signature": header})

@@ -12,6 +12,12 @@ from components.project import component_type
 
 # 5xx share of requests, computed by CloudWatch metric math; no requests means no failures.
 API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors / requests, 0)"
+# With Userflow's webhooks on the ingest function's URL, `errors` and `requests` add that
+# URL's counts to the API's. Each side publishes only when it has something to count, so a
+# missing point is a zero there (FILL), not a hole in the sum.
+URL_ERRORS_EXPRESSION = "FILL(api_errors, 0) + FILL(url_errors, 0)"
+URL_REQUESTS_EXPRESSION = "FILL(api_requests, 0) + FILL(url_requests, 0)"
+MetricQuery = aws.cloudwatch.MetricAlarmMetricQueryArgs
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,9 @@ class BridgeAlarmsArgs:
     evaluation_periods: int
     topic_arn: str | None
     """SNS topic notified on alarm and recovery; None: alarms only show in the console."""
+    userflow_function_name: pulumi.Input[str] | None = None
+    """The ingest function, when Userflow's webhooks arrive through its URL: the URL's
+    requests and 5xx answers then count in the 5xx rate beside the API's."""
 
 
 class BridgeAlarms(pulumi.ComponentResource):
@@ -86,11 +95,14 @@ class BridgeAlarms(pulumi.ComponentResource):
             threshold=args.delivery_errors_threshold,
             **common,
         )
-        api_dimensions = {"ApiId": args.api_id, "Stage": args.stage_name}
+        via_url = args.userflow_function_name is not None
         api_5xx = aws.cloudwatch.MetricAlarm(
             f"{name}-api-5xx-rate",
             name=f"{args.name_prefix}-api-5xx-rate",
-            alarm_description="The bridge API answers 5xx to a share of requests (percent).",
+            alarm_description=(
+                "The bridge API and Userflow's function URL answer 5xx to a share of "
+                "requests (percent)." if via_url
+                else "The bridge API answers 5xx to a share of requests (percent)."),
             threshold=args.api_5xx_rate_percent,
             metric_queries=[
                 aws.cloudwatch.MetricAlarmMetricQueryArgs(
@@ -99,19 +111,7 @@ class BridgeAlarms(pulumi.ComponentResource):
                     label="5xx rate (%)",
                     return_data=True,
                 ),
-                *(
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id=query_id,
-                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                            namespace="AWS/ApiGateway",
-                            metric_name=metric_name,
-                            dimensions=api_dimensions,
-                            period=args.period_seconds,
-                            stat="Sum",
-                        ),
-                    )
-                    for query_id, metric_name in (("errors", "5xx"), ("requests", "Count"))
-                ),
+                *_rate_inputs(args),
             ],
             **common,
         )
@@ -137,3 +137,36 @@ class BridgeAlarms(pulumi.ComponentResource):
         self.alarm_names = pulumi.Output.all(*(alarm.name for alarm in alarms))
         self.alarm_arns = pulumi.Output.all(*(alarm.arn for alarm in alarms))
         self.register_outputs({"alarm_names": self.alarm_names, "alarm_arns": self.alarm_arns})
+
+
+def _rate_inputs(args: BridgeAlarmsArgs) -> list[MetricQuery]:
+    """`errors` and `requests` for the rate: the API's 5xx and Count; with Userflow on the
+    function URL, those plus the URL's Url5xxCount and UrlRequestCount."""
+
+    def metric(query_id: str, namespace: str, metric_name: str,
+               dimensions: dict[str, pulumi.Input[str]]) -> MetricQuery:
+        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=query_id,
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=namespace,
+                metric_name=metric_name,
+                dimensions=dimensions,
+                period=args.period_seconds,
+                stat="Sum",
+            ),
+        )
+
+    api = {"ApiId": args.api_id, "Stage": args.stage_name}
+    if args.userflow_function_name is None:
+        return [metric("errors", "AWS/ApiGateway", "5xx", api),
+                metric("requests", "AWS/ApiGateway", "Count", api)]
+    url = {"FunctionName": args.userflow_function_name}
+    return [
+        aws.cloudwatch.MetricAlarmMetricQueryArgs(id="errors", expression=URL_ERRORS_EXPRESSION),
+        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id="requests", expression=URL_REQUESTS_EXPRESSION),
+        metric("api_errors", "AWS/ApiGateway", "5xx", api),
+        metric("api_requests", "AWS/ApiGateway", "Count", api),
+        metric("url_errors", "AWS/Lambda", "Url5xxCount", url),
+        metric("url_requests", "AWS/Lambda", "UrlRequestCount", url),
+    ]

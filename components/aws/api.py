@@ -8,12 +8,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.project import SEGMENT_ROUTE_PATH, USERFLOW_ROUTE_PATH, component_type
+from components.project import (
+    SEGMENT_ROUTE_PATH,
+    USERFLOW_ROUTE_PATH,
+    UserflowIngress,
+    component_type,
+)
 
 # Health is the bridge's own route: nothing outside the bridge and this API calls it.
 HEALTH_ROUTE_PATH = "/health"
 # The routes bridge_code/ingest.py serves (the local bridge serves the same ones).
-ROUTES = (f"POST {SEGMENT_ROUTE_PATH}", f"POST {USERFLOW_ROUTE_PATH}", f"GET {HEALTH_ROUTE_PATH}")
+USERFLOW_ROUTE = f"POST {USERFLOW_ROUTE_PATH}"
+ROUTES = (f"POST {SEGMENT_ROUTE_PATH}", USERFLOW_ROUTE, f"GET {HEALTH_ROUTE_PATH}")
 STAGE_NAME = "$default"  # the only stage whose URL carries no stage path
 # HTTP APIs cap an integration at 30 s.
 MAX_INTEGRATION_TIMEOUT_MS = 30_000
@@ -52,6 +58,8 @@ class BridgeApiArgs:
     throttle_burst_limit: int
     throttle_rate_limit: float
     log_retention_days: int
+    routes: tuple[str, ...] = ROUTES
+    """The route keys the API serves (`api_routes`)."""
 
 
 def route_slug(route_key: str) -> str:
@@ -60,14 +68,27 @@ def route_slug(route_key: str) -> str:
     return f"{method.lower()}-{path.strip('/').replace('/', '-')}"
 
 
-def route_urls(bridge_url: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
-    """The URL of each route under `bridge_url`, keyed by the stack export's name."""
+def api_routes(userflow_ingress: UserflowIngress) -> tuple[str, ...]:
+    """The API's routes: all of them, or all but Userflow's when its webhooks arrive through
+    the ingest function's URL (one door per route, so nothing reaches it a second way)."""
+    if userflow_ingress == "functionUrl":
+        return tuple(route for route in ROUTES if route != USERFLOW_ROUTE)
+    return ROUTES
+
+
+def route_urls(
+    bridge_url: pulumi.Input[str], userflow_url: pulumi.Input[str] | None = None
+) -> dict[str, pulumi.Output[str]]:
+    """The URL of each route, keyed by the stack export's name: under `bridge_url`, but
+    Userflow's under `userflow_url` when its webhooks arrive elsewhere (both without the
+    trailing slash)."""
+    userflow_base = bridge_url if userflow_url is None else userflow_url
     return {
-        export: pulumi.Output.concat(bridge_url, path)
-        for export, path in (
-            ("segmentRouteUrl", SEGMENT_ROUTE_PATH),
-            ("userflowRouteUrl", USERFLOW_ROUTE_PATH),
-            ("healthUrl", HEALTH_ROUTE_PATH),
+        export: pulumi.Output.concat(base, path)
+        for export, base, path in (
+            ("segmentRouteUrl", bridge_url, SEGMENT_ROUTE_PATH),
+            ("userflowRouteUrl", userflow_base, USERFLOW_ROUTE_PATH),
+            ("healthUrl", bridge_url, HEALTH_ROUTE_PATH),
         )
     }
 
@@ -116,7 +137,7 @@ class BridgeApi(pulumi.ComponentResource):
                 target=pulumi.Output.concat("integrations/", integration.id),
                 opts=child,
             )
-            for route_key in ROUTES
+            for route_key in args.routes
         ]
         access_logs = aws.cloudwatch.LogGroup(
             f"{name}-access-logs",

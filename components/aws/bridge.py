@@ -1,5 +1,6 @@
 """The bridge on AWS as one component: secrets -> queue -> ledger -> functions -> API -> alarms,
-and the dashboard that shows them.
+and the dashboard that shows them; with `userflowIngress: functionUrl`, the ingest function's
+URL as Userflow's front door instead of the API's `/userflow` route.
 
 A component of components (the shape of pulumi/examples' aws-py-hub-and-spoke-network
 `spoke.py`): the parts are children of `AwsBridge`, wired to each other here so the
@@ -24,15 +25,16 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from components.aws.alarms import BridgeAlarms, BridgeAlarmsArgs
-from components.aws.api import BridgeApi, BridgeApiArgs, route_urls
+from components.aws.api import BridgeApi, BridgeApiArgs, api_routes, route_urls
 from components.aws.dashboard import BridgeDashboard, BridgeDashboardArgs, DashboardSettings
+from components.aws.function_url import UserflowFunctionUrl, UserflowFunctionUrlArgs
 from components.aws.functions import BridgeFunctions, BridgeFunctionsArgs
 from components.aws.ledger import BridgeLedger, BridgeLedgerArgs
 from components.aws.metrics import BridgeMetricsDefinition
 from components.aws.packaging import BridgeArchive
 from components.aws.queue import BridgeQueue, BridgeQueueArgs
 from components.aws.secrets import BridgeSecrets, BridgeSecretsArgs, BridgeSecretValues
-from components.project import component_type
+from components.project import UserflowIngress, component_type
 
 if TYPE_CHECKING:
     from components.config import StackConfig
@@ -82,6 +84,8 @@ class AwsBridgeArgs:
     """The API stage's burst limit (requests)."""
     api_throttle_rate_limit: float
     """The API stage's steady limit (requests per second)."""
+    userflow_ingress: UserflowIngress
+    """Where Userflow's webhooks arrive: the API's `/userflow`, or the ingest function's URL."""
     alarm_topic_arn: str | None
     """SNS topic notified on alarm and recovery; None: alarms only show in the console."""
     alarm_dead_letter_threshold: int
@@ -118,6 +122,14 @@ class AwsBridge(pulumi.ComponentResource):
 
     bridge_url: pulumi.Output[str]
     """The API's base URL; `route_urls` appends the routes."""
+    userflow_url: pulumi.Output[str]
+    """Where Userflow's webhooks go, `/userflow` appended: the API's base URL, or the ingest
+    function's URL (without its trailing slash)."""
+    function_url: UserflowFunctionUrl | None
+    """Userflow's front door with `userflowIngress: functionUrl`; None: the API is."""
+    front_doors: list[pulumi.Resource]
+    """What must exist before Segment and Userflow are told to deliver: the API, and the
+    function URL with its permissions when Userflow's webhooks arrive through it."""
     exports: dict[str, pulumi.Output[Any]]
     """The stack outputs of the AWS side, keyed by export name (never a secret value)."""
 
@@ -152,14 +164,27 @@ class AwsBridge(pulumi.ComponentResource):
                 throttle_burst_limit=args.api_throttle_burst_limit,
                 throttle_rate_limit=args.api_throttle_rate_limit,
                 log_retention_days=args.log_retention_days,
+                routes=api_routes(args.userflow_ingress),
             ),
             part,
+        )
+        # Only with functionUrl, and new: no former root-level URN to claim.
+        self.function_url = (
+            UserflowFunctionUrl(
+                "userflow-ingress",
+                UserflowFunctionUrlArgs(args.name_prefix, self.functions.ingest_function_name),
+                pulumi.ResourceOptions(parent=self),
+            )
+            if args.userflow_ingress == "functionUrl"
+            else None
         )
         self.alarms = BridgeAlarms("alarms", self._alarms_args(args), part)
         # Added after the parts moved under AwsBridge: no former root-level URN to claim.
         self.dashboard = BridgeDashboard(
             "dashboard", self._dashboard_args(args), pulumi.ResourceOptions(parent=self))
         self.bridge_url = self.api.bridge_url
+        self.userflow_url = self.function_url.base_url if self.function_url else self.bridge_url
+        self.front_doors = [self.api, *([self.function_url] if self.function_url else [])]
         self.exports = {
             "userflowApiKeySecretArn": self.secrets.userflow_api_key_arn,
             "segmentWriteKeySecretArn": self.secrets.segment_write_key_arn,
@@ -175,7 +200,8 @@ class AwsBridge(pulumi.ComponentResource):
             "bridgeZipSha256": pulumi.Output.from_input(args.archive.sha256),
         }
         self.register_outputs(
-            {"bridgeUrl": self.bridge_url, **route_urls(self.bridge_url), **self.exports}
+            {"bridgeUrl": self.bridge_url, **route_urls(self.bridge_url, self.userflow_url),
+             **self.exports}
         )
 
     def store_secret_values(self, values: BridgeSecretValues) -> None:
@@ -227,6 +253,8 @@ class AwsBridge(pulumi.ComponentResource):
             period_seconds=args.alarm_period_seconds,
             evaluation_periods=args.alarm_evaluation_periods,
             topic_arn=args.alarm_topic_arn,
+            userflow_function_name=(
+                self.functions.ingest_function_name if self.function_url else None),
         )
 
     def _dashboard_args(self, args: AwsBridgeArgs) -> BridgeDashboardArgs:
@@ -244,4 +272,5 @@ class AwsBridge(pulumi.ComponentResource):
             api_id=self.api.api_id,
             stage_name=self.api.stage_name,
             alarm_arns=self.alarms.alarm_arns,
+            userflow_function_url=self.function_url is not None,
         )

@@ -4,7 +4,8 @@
 testable without AWS and `scripts/render_dashboard.py` draws the README's picture from the
 very same document. Rows, top to bottom: what the dashboard is and the alarms' state; one
 row per direction (events in and out, skipped by reason, latency); the two queues; the two
-functions and the API. The bridge's own metrics come from `components.aws.metrics`.
+functions and the API (and Userflow's function URL when its webhooks arrive there). The
+bridge's own metrics come from `components.aws.metrics`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class DashboardTargets:
     api_id: str
     stage_name: str
     alarm_arns: tuple[str, ...]
+    userflow_function_url: bool = False
+    """Userflow's webhooks arrive through the ingest function's URL, not the API."""
 
 
 @dataclass(frozen=True)
@@ -120,18 +123,32 @@ def _queue_graph(title: str, queue_name: str, targets: DashboardTargets,
 
 
 def _function_graph(title: str, function_name: str, targets: DashboardTargets,
-                    settings: DashboardSettings) -> Widget:
+                    settings: DashboardSettings, width: int) -> Widget:
     metrics = [["AWS/Lambda", metric, "FunctionName", function_name,
                 {"stat": "Sum", "label": metric.lower()}]
                for metric in ("Invocations", "Errors", "Throttles")]
-    return _graph(title, 8, metrics, targets, settings)
+    return _graph(title, width, metrics, targets, settings)
 
 
-def _api_graph(targets: DashboardTargets, settings: DashboardSettings) -> Widget:
+def _api_graph(targets: DashboardTargets, settings: DashboardSettings, width: int) -> Widget:
     dims = ["ApiId", targets.api_id, "Stage", targets.stage_name]
     metrics = [["AWS/ApiGateway", metric, *dims, {"stat": "Sum", "label": label}]
                for metric, label in (("Count", "requests"), ("4xx", "4xx"), ("5xx", "5xx"))]
-    return _graph("API: requests, 4xx, 5xx", 8, metrics, targets, settings)
+    # With Userflow on the function URL the API carries Segment's deliveries and /health only.
+    title = ("API (Segment, health): requests, 4xx, 5xx" if targets.userflow_function_url
+             else "API: requests, 4xx, 5xx")
+    return _graph(title, width, metrics, targets, settings)
+
+
+def _function_url_graph(targets: DashboardTargets, settings: DashboardSettings,
+                        width: int) -> Widget:
+    """Userflow's front door when it is the ingest function's URL: Lambda's URL metrics."""
+    dims = ["FunctionName", targets.ingest_function_name]
+    metrics = [["AWS/Lambda", metric, *dims, {"stat": "Sum", "label": label}]
+               for metric, label in (("UrlRequestCount", "requests"), ("Url4xxCount", "4xx"),
+                                     ("Url5xxCount", "5xx"))]
+    return _graph("Userflow function URL: requests, 4xx, 5xx", width, metrics, targets,
+                  settings)
 
 
 def _header(definition: BridgeMetricsDefinition, targets: DashboardTargets) -> list[Widget]:
@@ -174,12 +191,17 @@ def dashboard_body(definition: BridgeMetricsDefinition, targets: DashboardTarget
         _queue_graph("Dead-letter queue: depth and age of oldest message",
                      targets.dead_letter_queue_name, targets, settings, None),
     ])
+    # Three graphs of 8 columns; four of 6 when the function URL is Userflow's front door.
+    width = 6 if targets.userflow_function_url else 8
+    doors = [_api_graph(targets, settings, width)]
+    if targets.userflow_function_url:
+        doors.append(_function_url_graph(targets, settings, width))
     rows.append([
         _function_graph("Ingest function: invocations, errors, throttles",
-                        targets.ingest_function_name, targets, settings),
+                        targets.ingest_function_name, targets, settings, width),
         _function_graph("Delivery function: invocations, errors, throttles",
-                        targets.delivery_function_name, targets, settings),
-        _api_graph(targets, settings),
+                        targets.delivery_function_name, targets, settings, width),
+        *doors,
     ])
     return {"widgets": layout(rows)}
 
@@ -207,6 +229,8 @@ class BridgeDashboardArgs:
     api_id: pulumi.Input[str]
     stage_name: pulumi.Input[str]
     alarm_arns: pulumi.Input[Sequence[str]]
+    userflow_function_url: bool = False
+    """Userflow's webhooks arrive through the ingest function's URL: graph it too."""
 
 
 class BridgeDashboard(pulumi.ComponentResource):
@@ -221,7 +245,8 @@ class BridgeDashboard(pulumi.ComponentResource):
         def body(names: list[Any]) -> str:
             queue, dead_letter, ingest, delivery, api_id, stage, alarm_arns = names
             targets = DashboardTargets(args.region, queue, dead_letter, ingest, delivery,
-                                       api_id, stage, tuple(alarm_arns))
+                                       api_id, stage, tuple(alarm_arns),
+                                       args.userflow_function_url)
             return dashboard_json(args.definition, targets, args.settings)
 
         dashboard = aws.cloudwatch.Dashboard(

@@ -63,6 +63,25 @@ def apigw_event(method: str, path: str, body: bytes | None,
     return event
 
 
+def function_url_event(method: str, path: str, body: bytes | None,
+                       headers: dict[str, str] | None = None,
+                       base64_encoded: bool = False) -> dict[str, Any]:
+    """The Lambda function URL fixture (payload 2.0, routeKey $default, the URL's own host)
+    with this request's method, path, headers and body."""
+    event: dict[str, Any] = copy.deepcopy(load_event("function_url_request.json"))
+    event["rawPath"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["requestContext"]["http"]["path"] = path
+    event["headers"].update(headers or {})
+    event["body"] = None
+    if body is not None:
+        event["body"] = (base64.b64encode(body).decode() if base64_encoded
+                         else body.decode("utf-8"))
+        event["headers"]["content-length"] = str(len(body))
+    event["isBase64Encoded"] = base64_encoded and body is not None
+    return event
+
+
 def segment_request(payload: Any, secret: str = SHARED_SECRET,
                     base64_encoded: bool = False) -> dict[str, Any]:
     body = json.dumps(payload).encode()

@@ -6,9 +6,11 @@ Segment is the emulator, holding the sources and destination the stack would hav
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +144,73 @@ def test_verify_aws_stack_fails_on_a_new_dead_letter(aws_like: AwsLike) -> None:
     assert "FAIL  event arrived in Userflow" in text
     assert "dead-letter queue" in text
     assert "PASS  user arrived in Userflow" in text
+
+
+class ApiWithoutUserflow:
+    """API Gateway with userflowIngress=functionUrl, in front of `bridge_url`: it forwards
+    the routes it keeps (GET /health, POST /segment) and, as API Gateway does for a route it
+    does not have, answers anything else 404 {"message": "Not Found"}."""
+
+    ROUTES = frozenset({("GET", "/health"), ("POST", "/segment")})
+
+    def __init__(self, bridge_url: str) -> None:
+        routes, target = self.ROUTES, bridge_url
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if (self.command, self.path) in routes:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() in ("content-type", "x-signature")}
+                    reply = requests.request(self.command, target + self.path, data=body,
+                                             headers=headers, timeout=10)
+                    status, payload = reply.status_code, reply.content
+                else:
+                    status, payload = 404, b'{"message":"Not Found"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_verify_posts_the_webhook_where_a_function_url_stack_says_userflow_delivers(
+    aws_like: AwsLike,
+) -> None:
+    # GIVEN a functionUrl stack: the API (bridgeUrl) has no /userflow route; the stack's
+    # userflowRouteUrl is the ingest function's URL (here the bridge itself)
+    bridge_url = aws_like.stack.outputs_["bridgeUrl"]
+    api = ApiWithoutUserflow(bridge_url)
+    try:
+        outputs = {**aws_like.stack.outputs_, "bridgeUrl": api.url,
+                   "userflowRouteUrl": f"{bridge_url}/userflow"}
+        lines: list[str] = []
+        # WHEN verify runs THEN every check passes, the webhook through the function URL
+        stack = replace(aws_like.stack, outputs_=outputs)
+        assert verify.verify("staging", engine=stack, wait_s=15, out=lines.append), lines
+        text = "\n".join(lines)
+        assert "FAIL" not in text
+        assert "PASS  Userflow webhook → bridge (/userflow) accepted" in text
+        assert f"PASS  stack outputs and config: hosting=aws, bridge {api.url}" in text
+        # AND without the export, the webhook goes to the API and fails there, as it would
+        outputs.pop("userflowRouteUrl")
+        lines.clear()
+        assert not verify.verify("staging", engine=replace(aws_like.stack, outputs_=outputs),
+                                 wait_s=5, out=lines.append, report_wait_s=1)
+        assert any("POST /userflow answered 404" in line for line in lines), lines
+    finally:
+        api.close()

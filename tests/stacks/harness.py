@@ -132,6 +132,11 @@ class StackMocks(pulumi_mocks.Mocks):
             invoke = (f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
                       f"{arn}/invocations")
             return name, {**state, "arn": arn, "invokeArn": invoke}
+        if typ == "aws:lambda/functionUrl:FunctionUrl":
+            # AWS picks the url-id; the URL ends in a slash, like a $default stage's.
+            url_id = f"url-{state['functionName']}"
+            state["functionUrl"] = f"https://{url_id}.lambda-url.{region}.on.aws/"
+            return state["functionName"], {**state, "urlId": url_id}
         if typ == "aws:apigatewayv2/api:Api":
             api_id = f"api-{name}"
             return api_id, {

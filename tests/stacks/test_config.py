@@ -110,6 +110,10 @@ def test_every_stack_is_protected_unless_its_file_says_allow_destroy(stack: str)
         ({**AWS_BASE, "apiThrottleRateLimit": "0"}, "apiThrottleRateLimit", "from 1 to"),
         ({**AWS_BASE, "bridgeMapping": "bridge_code/missing.yaml"}, "bridgeMapping", ".yaml"),
         ({**AWS_BASE, "allowDestroy": "maybe"}, "allowDestroy", "true or false"),
+        ({**AWS_BASE, "userflowIngress": "lambda"}, "userflowIngress",
+         "one of apiGateway, functionUrl"),
+        ({**AWS_BASE, "userflowIngress": "functionUrl", "ingestReservedConcurrency": "-1"},
+         "ingestReservedConcurrency", "function URL's only bound"),
     ],
 )
 def test_each_invalid_value_is_named_with_what_is_allowed(
@@ -118,6 +122,34 @@ def test_each_invalid_value_is_named_with_what_is_allowed(
     error = error_for(raw)
     assert key in error.keys
     assert allowed in line_for(error, key)
+
+
+def test_userflow_ingress_defaults_to_the_api_and_takes_the_function_url_on_aws() -> None:
+    assert parse(dict(AWS_BASE)).userflow_ingress == "apiGateway"
+    assert parse(dict(LOCAL_BASE), "local", region=None).userflow_ingress == "apiGateway"
+    chosen = parse({**AWS_BASE, "userflowIngress": "functionUrl"})
+    assert (chosen.userflow_ingress, chosen.hosting) == ("functionUrl", "aws")
+    # The local bridge serves every route at bridgeUrl: there is no function URL to use.
+    error = error_for({**LOCAL_BASE, "userflowIngress": "functionUrl"}, "local", region=None)
+    assert error.keys == ("userflowIngress",)
+    assert "may be functionUrl only when hosting=aws" in line_for(error, "userflowIngress")
+
+
+@pytest.mark.parametrize(("given", "meant"), [
+    ("functionurl", "functionUrl"), ("FunctionUrl", "functionUrl"), ("functionUrls", "functionUrl"),
+    ("apigateway", "apiGateway"), ("apiGatway", "apiGateway"),
+])
+def test_a_near_miss_of_an_enum_value_is_named_without_echoing_it(given: str, meant: str) -> None:
+    line = line_for(error_for({**AWS_BASE, "userflowIngress": given}), "userflowIngress")
+    assert line.endswith(f"must be one of apiGateway, functionUrl (did you mean {meant}?)")
+    assert given not in line.replace(f"did you mean {meant}", "").replace(meant, "")
+
+
+def test_a_value_near_nothing_gets_no_guess() -> None:
+    line = line_for(error_for({**AWS_BASE, "userflowIngress": "cloudfront"}), "userflowIngress")
+    assert "did you mean" not in line
+    hosting = line_for(error_for({**AWS_BASE, "hosting": "AWS"}), "hosting")
+    assert hosting.endswith("(did you mean aws?)")
 
 
 def test_aws_hosting_needs_a_region() -> None:

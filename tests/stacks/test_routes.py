@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from bridge_code.ingest import IngestApp
+from bridge_code.ingest import FUNCTION_URL_PATHS, IngestApp
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.settings import BridgeSettings
-from components.aws.api import HEALTH_ROUTE_PATH, ROUTES
+from components.aws.api import HEALTH_ROUTE_PATH, ROUTES, api_routes
 from components.project import SEGMENT_ROUTE_PATH, USERFLOW_ROUTE_PATH
-from tests.bridge.helpers import apigw_event
+from tests.bridge.helpers import apigw_event, function_url_event
 
 # What the bridge answers when it has no route for a path, or not for this method on it.
 UNROUTED = {404, 405}
@@ -49,3 +49,19 @@ def test_a_path_the_bridge_does_not_serve_is_unrouted(bridge: IngestApp) -> None
     # The check above can fail: a drifted path (here a near miss) is a 404 at the bridge.
     assert status(bridge, "POST", f"{SEGMENT_ROUTE_PATH}s") == 404
 
+
+
+def test_with_functionurl_each_route_has_exactly_one_door() -> None:
+    # userflowIngress: functionUrl moves Userflow's route from the API to the function URL:
+    # the URL serves what the API no longer does, plus health, and nothing else.
+    api = {route.split(" ", 1)[1] for route in api_routes("functionUrl")}
+    assert api == {SEGMENT_ROUTE_PATH, HEALTH_ROUTE_PATH}
+    assert {USERFLOW_ROUTE_PATH, HEALTH_ROUTE_PATH} == FUNCTION_URL_PATHS
+    assert api_routes("apiGateway") == ROUTES
+
+
+@pytest.mark.parametrize("path", sorted(FUNCTION_URL_PATHS))
+def test_the_function_url_paths_reach_bridge_routes(bridge: IngestApp, path: str) -> None:
+    method = "GET" if path == HEALTH_ROUTE_PATH else "POST"
+    answer = bridge.handle(function_url_event(method, path, b"{}" if method == "POST" else None))
+    assert int(answer["statusCode"]) not in UNROUTED, path
