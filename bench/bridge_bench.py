@@ -47,6 +47,7 @@ from bench.cost_model import (  # noqa: E402
     price_note,
     render,
     render_capacity,
+    render_provisioned,
     stack_config,
 )
 from bench.fixtures import (  # noqa: E402
@@ -551,6 +552,7 @@ def _measured(run: CpuRun, events_per_request: int, ledger_writes: float,
 
 
 def _print_costs(staging: StackConfig, production: StackConfig, runs: dict[str, CpuRun]) -> None:
+    segment_measured: dict[str, Measured] = {}
     for stack, config in (("staging", staging), ("production", production)):
         batch = config.segment_batch_size if config.segment_batching else 1
         s2u = runs["s2u"] if batch > 1 else runs["s2u1"]
@@ -568,7 +570,9 @@ def _print_costs(staging: StackConfig, production: StackConfig, runs: dict[str, 
         print("Capacity, events/s sustained:")
         print("  " + render_capacity("Segment→Userflow", config, segment))
         print("  " + render_capacity("Userflow→Segment", config, userflow))
+        segment_measured[stack] = segment  # priced again below with a provisioned ledger
         print()
+    print("\n".join([*render_provisioned(production, segment_measured["production"]), ""]))
     print(price_note())
 
 
