@@ -153,8 +153,8 @@ class BridgeAlarms(pulumi.ComponentResource):
         name: str, args: BridgeAlarmsArgs, table_name: pulumi.Input[str], common: dict[str, Any]
     ) -> aws.cloudwatch.MetricAlarm:
         """Requests refused for exceeding the provisioned capacity. botocore retries each
-        (3 attempts); one refused on every attempt makes ingest answer 503 (Segment retries)
-        or leaves the message to SQS: nothing is lost, but the scaler is not keeping up."""
+        (up to 3 times); one refused every time makes ingest answer 503 (Segment retries) or
+        leaves the message to SQS: nothing is lost, but the scaler is not keeping up."""
         return aws.cloudwatch.MetricAlarm(
             f"{name}-ledger-throttled",
             name=f"{args.name_prefix}-ledger-throttled",
