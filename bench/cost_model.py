@@ -204,9 +204,11 @@ def render(title: str, config: StackConfig, m: Measured, goal: str) -> list[str]
 
 
 def render_provisioned(config: StackConfig, m: Measured) -> list[str]:
-    """Segment→Userflow for this stack were its ledger provisioned."""
-    return render(f"Segment→Userflow, stack {config.environment} with ledgerCapacity: "
-                  "provisioned", with_provisioned_ledger(config), m, "≤ $0.50")
+    """Segment→Userflow for this stack were its ledger provisioned: cost, then capacity."""
+    variant = with_provisioned_ledger(config)
+    title = f"Segment→Userflow, stack {config.environment} with ledgerCapacity: provisioned"
+    return [*render(title, variant, m, "≤ $0.50"),
+            "  capacity: " + render_capacity("Segment→Userflow", variant, m)]
 
 
 def describe_inputs(config: StackConfig) -> str:
@@ -230,15 +232,19 @@ class Capacity:
     api: float
     ingest: float
     delivery: float
+    ledger: float = math.inf
+    """A provisioned ledger's maximum write capacity over the writes per event."""
 
     def limit(self) -> tuple[str, float]:
         return min((("API throttle", self.api), ("ingest concurrency", self.ingest),
-                    ("delivery concurrency", self.delivery)), key=lambda kv: kv[1])
+                    ("delivery concurrency", self.delivery),
+                    ("ledger maximum write capacity", self.ledger)), key=lambda kv: kv[1])
 
 
 def capacity(config: StackConfig, m: Measured) -> Capacity:
     """Events/s each stage sustains: the API's steady rate, ingest's reserved concurrency
-    over its duration, delivery's reserved concurrency over an invocation's duration."""
+    over its duration, delivery's reserved concurrency over an invocation's duration, and a
+    provisioned ledger's maximum write capacity (the scaler goes no higher)."""
     from bridge_code.delivery import DELIVERY_THREADS
 
     ingest_s = m.ingest_cpu_per_request_s + m.ingest_aws_calls_per_request * AWS_CALL_SECONDS
@@ -252,7 +258,10 @@ def capacity(config: StackConfig, m: Measured) -> Capacity:
     unreserved = 1000  # an account's default concurrency limit when -1 (unreserved)
     ingest_slots = config.ingest_reserved_concurrency
     delivery_slots = config.delivery_reserved_concurrency
+    ledger = config.ledger_capacity
     return Capacity(
+        ledger=ledger.max_write / m.ledger_writes_per_event
+        if ledger.provisioned and m.ledger_writes_per_event else math.inf,
         api=config.api_throttle_rate_limit * m.events_per_request,
         ingest=(ingest_slots if ingest_slots > 0 else unreserved) / ingest_s
         * m.events_per_request,
@@ -267,5 +276,7 @@ def render_capacity(title: str, config: StackConfig, m: Measured) -> str:
             f"{m.events_per_request}), ingest {c.ingest:,.0f}/s "
             f"({config.ingest_reserved_concurrency} slots), delivery {c.delivery:,.0f}/s "
             f"({config.delivery_reserved_concurrency} slots x "
-            f"{config.delivery_batch_size * m.events_per_message:.0f} events/invocation) "
-            f"-> {value:,.0f} events/s, limited by {name}")
+            f"{config.delivery_batch_size * m.events_per_message:.0f} events/invocation)"
+            + (f", ledger {c.ledger:,.0f}/s ({config.ledger_capacity.max_write} WCU / "
+               f"{m.ledger_writes_per_event:.2f} writes/event)" if c.ledger < math.inf else "")
+            + f" -> {value:,.0f} events/s, limited by {name}")

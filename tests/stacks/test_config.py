@@ -115,7 +115,7 @@ def test_every_stack_is_protected_unless_its_file_says_allow_destroy(stack: str)
          "from 1 to 40000"),
         ({**AWS_BASE, "ledgerMaxReadCapacity": "40001"}, "ledgerMaxReadCapacity",
          "from 1 to 40000"),
-        ({**AWS_BASE, "ledgerMinWriteCapacity": "300"}, "ledgerMinWriteCapacity",
+        ({**AWS_BASE, "ledgerMinWriteCapacity": "1001"}, "ledgerMinWriteCapacity",
          "at most ledgerMaxWriteCapacity"),
         ({**AWS_BASE, "ledgerMinReadCapacity": "9", "ledgerMaxReadCapacity": "8"},
          "ledgerMinReadCapacity", "at most ledgerMaxReadCapacity"),
@@ -139,7 +139,7 @@ def test_the_ledger_is_on_demand_unless_provisioned_is_asked_for() -> None:
     assert default.mode == "onDemand" and not default.provisioned
     # The scaler's bounds are read either way, so going back to on demand is one key.
     assert (default.min_write, default.max_write, default.min_read, default.max_read,
-            default.target_utilization) == (5, 200, 1, 50, 70)
+            default.target_utilization) == (5, 1000, 1, 50, 70)
     provisioned = parse({**AWS_BASE, "ledgerCapacity": "provisioned",
                          "ledgerMinWriteCapacity": "10", "ledgerMaxWriteCapacity": "10",
                          "ledgerTargetUtilization": "20"}).ledger_capacity
@@ -151,8 +151,8 @@ def test_the_ledger_is_on_demand_unless_provisioned_is_asked_for() -> None:
 
 
 def test_a_bad_ledger_maximum_is_named_once_not_also_as_the_minimums_problem() -> None:
-    # The invalid maximum's default (200) stands in; 300 above it is not a second problem.
-    error = error_for({**AWS_BASE, "ledgerMinWriteCapacity": "300",
+    # The invalid maximum's default (1000) stands in; 1001 above it is not a second problem.
+    error = error_for({**AWS_BASE, "ledgerMinWriteCapacity": "1001",
                        "ledgerMaxWriteCapacity": "0"})
     assert error.keys == ("ledgerMaxWriteCapacity",)
 

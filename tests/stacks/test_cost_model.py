@@ -3,6 +3,7 @@ from the writes per event the bench measured, with the arithmetic shown."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ from bench.cost_model import (
     HOURS_PER_MONTH,
     PRICE_SOURCES,
     Measured,
+    capacity,
     cost_lines,
     render,
     render_provisioned,
@@ -39,13 +41,14 @@ def ledger(config: StackConfig, m: Measured) -> float:
 
 
 def provisioned(stack: str, target: int | None = None, min_write: int | None = None,
-                min_read: int | None = None) -> StackConfig:
+                min_read: int | None = None, max_write: int | None = None) -> StackConfig:
     """The stack with a provisioned ledger, some of its keys changed."""
     config = with_provisioned_ledger(stack_config(stack))
     c = config.ledger_capacity
     return replace(config, ledger_capacity=replace(
         c, target_utilization=target or c.target_utilization,
-        min_write=min_write or c.min_write, min_read=min_read or c.min_read))
+        min_write=min_write or c.min_write, min_read=min_read or c.min_read,
+        max_write=max_write or c.max_write))
 
 
 def headline_total(lines: list[str]) -> float:
@@ -100,3 +103,14 @@ def test_the_provisioned_variant_changes_only_the_ledger() -> None:
     assert variant["DynamoDB ledger"] < on_demand["DynamoDB ledger"]
     assert headline_total(lines) == pytest.approx(sum(variant.values()), abs=0.005)
     assert "https://aws.amazon.com/dynamodb/pricing/provisioned/" in PRICE_SOURCES
+
+
+def test_a_provisioned_ledger_caps_the_sustained_rate_at_its_maximum_write_capacity() -> None:
+    m = measured(2.0)
+    # On demand the ledger is no stage of its own.
+    assert math.isinf(capacity(stack_config("production"), m).ledger)
+    capped = capacity(provisioned("production", max_write=150), m)
+    assert capped.ledger == pytest.approx(75.0)  # 150 writes/s over 2 writes per event
+    assert capped.limit() == ("ledger maximum write capacity", capped.ledger)
+    line = render_provisioned(stack_config("production"), m)[-1]
+    assert "ledger 500/s (1000 WCU / 2.00 writes/event)" in line
