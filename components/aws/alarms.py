@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.ledger import SWITCHABLE
 from components.project import component_type
 
 # 5xx share of requests, computed by CloudWatch metric math; no requests means no failures.
@@ -143,7 +144,8 @@ class BridgeAlarms(pulumi.ComponentResource):
 
         alarms = [dead_letter, delivery_errors, api_5xx, queue_age]
         if args.ledger_table_name is not None:
-            alarms.append(self._ledger_throttled(name, args, args.ledger_table_name, common))
+            switchable = {**common, "opts": pulumi.ResourceOptions.merge(child, SWITCHABLE)}
+            alarms.append(self._ledger_throttled(name, args, args.ledger_table_name, switchable))
         self.alarm_names = pulumi.Output.all(*(alarm.name for alarm in alarms))
         self.alarm_arns = pulumi.Output.all(*(alarm.arn for alarm in alarms))
         self.register_outputs({"alarm_names": self.alarm_names, "alarm_arns": self.alarm_arns})

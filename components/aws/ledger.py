@@ -71,6 +71,10 @@ SCALABLE_DIMENSIONS = {
 }
 # The scaler changes these on the live table; a later `pulumi up` must not set them back.
 SCALED_PROPERTIES = ["read_capacity", "write_capacity"]
+# What exists only while `ledgerCapacity: provisioned` (the scaler here, the throttling alarm
+# in alarms.py) is never protected, whatever the stack's `protect`: going back to on demand
+# deletes it, and a protected resource would make that `pulumi up` fail. It holds no data.
+SWITCHABLE = pulumi.ResourceOptions(protect=False)
 
 
 def ledger_statement(table_arn: pulumi.Input[str], kind: str) -> dict[str, Any]:
@@ -151,6 +155,7 @@ class BridgeLedger(pulumi.ComponentResource):
         """
         bounds = {"write": (capacity.min_write, capacity.max_write),
                   "read": (capacity.min_read, capacity.max_read)}
+        child = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self), SWITCHABLE)
         for kind, (dimension, metric) in SCALABLE_DIMENSIONS.items():
             low, high = bounds[kind]
             target = aws.appautoscaling.Target(
@@ -160,7 +165,7 @@ class BridgeLedger(pulumi.ComponentResource):
                 resource_id=self.table_name.apply(lambda table: f"table/{table}"),
                 min_capacity=low,
                 max_capacity=high,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=child,
             )
             aws.appautoscaling.Policy(
                 f"{name}-{kind}-policy",
@@ -173,5 +178,5 @@ class BridgeLedger(pulumi.ComponentResource):
                     predefined_metric_specification=MetricArgs(predefined_metric_type=metric),
                     target_value=float(capacity.target_utilization),
                 ),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=child,
             )
