@@ -39,16 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from bench.cost_model import (  # noqa: E402
-    LOG_EVENT_OVERHEAD_BYTES,
-    Measured,
-    access_log_bytes,
-    describe_inputs,
-    price_note,
-    render,
-    render_capacity,
-    stack_config,
-)
+from bench.cost_model import LOG_EVENT_OVERHEAD_BYTES, stack_config  # noqa: E402
+from bench.cost_report import print_costs  # noqa: E402
 from bench.fixtures import (  # noqa: E402
     SECRETS,
     GrantingLedger,
@@ -69,7 +61,6 @@ from bridge_code.metrics import SETTINGS_VARIABLE, measured  # noqa: E402
 from bridge_code.signatures import sign_segment  # noqa: E402
 from bridge_code.upstream import UpstreamClient  # noqa: E402
 from components.aws.metrics import BridgeMetricsDefinition  # noqa: E402
-from components.config import StackConfig  # noqa: E402
 
 # --- (1) CPU per event ------------------------------------------------------------------------
 
@@ -534,55 +525,8 @@ def main(argv: list[str]) -> int:
                  "≤ 2 MB"))
     _print(rows)
     print()
-    _print_costs(staging, production, runs)
+    print_costs(staging, production, runs)
     return 0
-
-
-def _measured(run: CpuRun, events_per_request: int, ledger_writes: float,
-              ingest_aws_calls: float, delivery_aws_calls: float,
-              upstream_batched: bool = False) -> Measured:
-    return Measured(
-        events_per_request=events_per_request,
-        ingest_cpu_per_request_s=run.ingest_cpu_per_request,
-        delivery_cpu_per_event_s=run.delivery_cpu_per_event,
-        message_bytes_per_event=run.message_bytes_per_event,
-        events_per_message=run.events_per_message,
-        log_bytes_per_request=run.ingest_log_bytes_per_request + access_log_bytes(),
-        log_bytes_per_delivery_invocation=run.delivery_log_bytes_per_invocation,
-        ingest_aws_calls_per_request=ingest_aws_calls,
-        delivery_aws_calls_per_event=delivery_aws_calls,
-        upstream_calls_per_event=1.0,
-        ledger_writes_per_event=ledger_writes,
-        upstream_batched=upstream_batched)
-
-
-def _print_costs(staging: StackConfig, production: StackConfig, runs: dict[str, CpuRun]) -> None:
-    for stack, config in (("staging", staging), ("production", production)):
-        batch = config.segment_batch_size if config.segment_batching else 1
-        s2u = runs["s2u"] if batch > 1 else runs["s2u1"]
-        # Ledger writes as the code made them in (1): ingest claims and marks accepted once
-        # per request, delivery claims once per event and settles once per invocation.
-        # Ingest's AWS calls: those two writes and one SendMessageBatch per request; delivery's
-        # about one per event (its claim).
-        segment = _measured(s2u, batch, s2u.ledger_writes_per_event, 3, 1)
-        # Userflow→Segment: one webhook per event, no ledger; delivery's calls are batched.
-        userflow = _measured(runs["u2s"], 1, 0.0, 1, 0, upstream_batched=True)
-        print(f"Cost per million events, stack {stack} ({describe_inputs(config)}):")
-        for line in render("Segment→Userflow", config, segment, "≤ $0.50"):
-            print(line)
-        for line in render("Userflow→Segment", config, userflow, "≤ $1.30",
-                           config.userflow_ingress):
-            print(line)
-        print("Capacity, events/s sustained:")
-        print("  " + render_capacity("Segment→Userflow", config, segment))
-        print("  " + render_capacity("Userflow→Segment", config, userflow,
-                                     config.userflow_ingress))
-        print()
-    # Production's Userflow→Segment again (the last `userflow`), through the function URL.
-    from bench.cost_model import function_url_option
-    for line in function_url_option("production", production, userflow):
-        print(line)
-    print(price_note())
 
 
 def _print(rows: list[tuple[str, str, str]]) -> None:

@@ -12,6 +12,11 @@ access log line, and no API throttle in the capacity (ingest's reserved concurre
 List prices: us-east-1, on-demand, as published on the pages in `PRICE_SOURCES` (DynamoDB's
 after its November 2024 on-demand price cut); they are written here, not fetched, so check
 them before relying on a total. Other regions cost somewhat more; free tiers are left out.
+
+The ledger is priced as the stack bills it (`ledgerCapacity`): per write request on demand;
+provisioned, per write capacity unit-hour kept at `ledgerTargetUtilization`, plus the
+minimum capacity's monthly cost, paid whatever the traffic and stated apart from the
+per-event total.
 """
 
 from __future__ import annotations
@@ -38,13 +43,17 @@ LAMBDA_ARM_GB_SECOND = 0.0000133334  # the functions run on arm64
 SQS_PER_MILLION = 0.40  # standard queue request; each 64 KiB of payload counts as one
 LOGS_PER_GB = 0.50  # CloudWatch Logs ingestion (standard class)
 DYNAMODB_WRITE_PER_MILLION = 0.625  # on-demand write request unit
+DYNAMODB_WCU_HOUR = 0.00065  # provisioned write capacity unit, per hour
+DYNAMODB_RCU_HOUR = 0.00013  # provisioned read capacity unit, per hour
 PRICE_SOURCES = (
     "https://aws.amazon.com/api-gateway/pricing/",
     "https://aws.amazon.com/lambda/pricing/",
     "https://aws.amazon.com/sqs/pricing/",
     "https://aws.amazon.com/cloudwatch/pricing/",
     "https://aws.amazon.com/dynamodb/pricing/on-demand/",
+    "https://aws.amazon.com/dynamodb/pricing/provisioned/",
 )
+HOURS_PER_MONTH = 730  # AWS's monthly figures use 730 hours
 SQS_CHUNK_BYTES = 64 * 1024
 # Lambda's SQS poller receives and deletes up to 10 messages per request.
 SQS_POLLER_MESSAGES_PER_CALL = 10
@@ -135,7 +144,6 @@ def cost_lines(config: StackConfig, m: Measured,
     request_log_bytes = m.log_bytes_per_request - (access_log_bytes() if via_url else 0)
     log_bytes = (requests * request_log_bytes
                  + invocations * m.log_bytes_per_delivery_invocation)
-    writes = per_m * m.ledger_writes_per_event
     api = (Line("API Gateway", f"0 requests x ${API_PER_MILLION}/M (the {requests:,.0f} go to "
                 "the function URL: no charge beyond the Lambda request)", 0.0)
            if via_url else
@@ -156,9 +164,46 @@ def cost_lines(config: StackConfig, m: Measured,
              f"{' (no access log line)' if via_url else ''} + "
              f"{invocations:,.0f} x {m.log_bytes_per_delivery_invocation:.0f} B) x "
              f"${LOGS_PER_GB}/GB", log_bytes / 1e9 * LOGS_PER_GB),
-        Line("DynamoDB ledger", f"{m.ledger_writes_per_event:.2f} WRU/event x "
-             f"${DYNAMODB_WRITE_PER_MILLION}/M", writes * DYNAMODB_WRITE_PER_MILLION / per_m),
+        ledger_line(config, m),
     ]
+
+
+def ledger_line(config: StackConfig, m: Measured) -> Line:
+    """The ledger's writes per million events: a request unit each on demand; provisioned, a
+    write capacity unit serves 3,600 writes an hour, of which the scaler keeps the target
+    share in use (every ledger item is under 1 KB: one unit per write)."""
+    writes = 1e6 * m.ledger_writes_per_event
+    capacity = config.ledger_capacity
+    if not capacity.provisioned:
+        return Line("DynamoDB ledger", f"{m.ledger_writes_per_event:.2f} WRU/event x "
+                    f"${DYNAMODB_WRITE_PER_MILLION}/M", writes * DYNAMODB_WRITE_PER_MILLION / 1e6)
+    utilization = capacity.target_utilization / 100
+    return Line("DynamoDB ledger",
+                f"provisioned: {writes:,.0f} writes x ${DYNAMODB_WCU_HOUR}/WCU-h / "
+                f"(3600 writes/WCU-h x {capacity.target_utilization}% target)",
+                writes * DYNAMODB_WCU_HOUR / (3600 * utilization))
+
+
+def ledger_minimum(config: StackConfig, m: Measured) -> str | None:
+    """A provisioned ledger's minimum capacity: dollars a month whatever the traffic, and the
+    traffic below which that minimum, not the per-event line, is what the ledger costs."""
+    capacity = config.ledger_capacity
+    if not capacity.provisioned or m.ledger_writes_per_event == 0:
+        return None
+    monthly = (capacity.min_write * DYNAMODB_WCU_HOUR
+               + capacity.min_read * DYNAMODB_RCU_HOUR) * HOURS_PER_MONTH
+    covered = (capacity.min_write * capacity.target_utilization / 100 * 3600 * HOURS_PER_MONTH
+               / m.ledger_writes_per_event)
+    return (f"+ the ledger's minimum capacity, fixed: ${monthly:.2f} per month = "
+            f"({capacity.min_write} WCU x ${DYNAMODB_WCU_HOUR} + {capacity.min_read} RCU x "
+            f"${DYNAMODB_RCU_HOUR}) x {HOURS_PER_MONTH} h; it carries the first "
+            f"{covered / 1e6:,.1f} M events a month at the target, below that it is the "
+            "ledger's whole cost")
+
+
+def with_provisioned_ledger(config: StackConfig) -> StackConfig:
+    """The same stack with `ledgerCapacity: provisioned` (its other ledger keys as set)."""
+    return replace(config, ledger_capacity=replace(config.ledger_capacity, mode="provisioned"))
 
 
 def render(title: str, config: StackConfig, m: Measured, goal: str,
@@ -169,13 +214,23 @@ def render(title: str, config: StackConfig, m: Measured, goal: str,
     out = [f"{title}: ${total:.2f} per million events (goal {goal})"]
     out += [f"  {line.item:<{width}}  ${line.dollars:6.3f}  = {line.arithmetic}"
             for line in lines]
-    return out
+    minimum = ledger_minimum(config, m)
+    return out if minimum is None else [*out, f"  {minimum}"]
+
+
+def render_provisioned(config: StackConfig, m: Measured) -> list[str]:
+    """Segment→Userflow for this stack were its ledger provisioned: cost, then capacity."""
+    variant = with_provisioned_ledger(config)
+    title = f"Segment→Userflow, stack {config.environment} with ledgerCapacity: provisioned"
+    return [*render(title, variant, m, "≤ $0.50"),
+            "  capacity: " + render_capacity("Segment→Userflow", variant, m)]
 
 
 def describe_inputs(config: StackConfig) -> str:
     return (f"segmentBatching={str(config.segment_batching).lower()} "
             f"segmentBatchSize={config.segment_batch_size} "
-            f"deliveryBatchSize={config.delivery_batch_size} memory={MEMORY_MB} MB arm64; "
+            f"deliveryBatchSize={config.delivery_batch_size} "
+            f"ledgerCapacity={config.ledger_capacity.mode} memory={MEMORY_MB} MB arm64; "
             f"assumed latencies: AWS call {AWS_CALL_SECONDS * 1000:.0f} ms, Userflow/Segment "
             f"call {UPSTREAM_CALL_SECONDS * 1000:.0f} ms")
 
@@ -192,17 +247,21 @@ class Capacity:
     api: float
     ingest: float
     delivery: float
+    ledger: float = math.inf
+    """A provisioned ledger's maximum write capacity over the writes per event."""
 
     def limit(self) -> tuple[str, float]:
         return min((("API throttle", self.api), ("ingest concurrency", self.ingest),
-                    ("delivery concurrency", self.delivery)), key=lambda kv: kv[1])
+                    ("delivery concurrency", self.delivery),
+                    ("ledger maximum write capacity", self.ledger)), key=lambda kv: kv[1])
 
 
 def capacity(config: StackConfig, m: Measured,
              ingress: UserflowIngress = "apiGateway") -> Capacity:
     """Events/s each stage sustains: the API's steady rate (none in front of a function URL),
     ingest's reserved concurrency over its duration, delivery's reserved concurrency over an
-    invocation's duration."""
+    invocation's duration, and a provisioned ledger's maximum write capacity (the scaler goes
+    no higher)."""
     from bridge_code.delivery import DELIVERY_THREADS
 
     ingest_s = m.ingest_cpu_per_request_s + m.ingest_aws_calls_per_request * AWS_CALL_SECONDS
@@ -216,7 +275,10 @@ def capacity(config: StackConfig, m: Measured,
     unreserved = 1000  # an account's default concurrency limit when -1 (unreserved)
     ingest_slots = config.ingest_reserved_concurrency
     delivery_slots = config.delivery_reserved_concurrency
+    ledger = config.ledger_capacity
     return Capacity(
+        ledger=ledger.max_write / m.ledger_writes_per_event
+        if ledger.provisioned and m.ledger_writes_per_event else math.inf,
         api=math.inf if ingress == "functionUrl"
         else config.api_throttle_rate_limit * m.events_per_request,
         ingest=(ingest_slots if ingest_slots > 0 else unreserved) / ingest_s
@@ -235,8 +297,10 @@ def render_capacity(title: str, config: StackConfig, m: Measured,
     return (f"{title}: {api}, ingest {c.ingest:,.0f}/s "
             f"({config.ingest_reserved_concurrency} slots), delivery {c.delivery:,.0f}/s "
             f"({config.delivery_reserved_concurrency} slots x "
-            f"{config.delivery_batch_size * m.events_per_message:.0f} events/invocation) "
-            f"-> {value:,.0f} events/s, limited by {name}")
+            f"{config.delivery_batch_size * m.events_per_message:.0f} events/invocation)"
+            + (f", ledger {c.ledger:,.0f}/s ({config.ledger_capacity.max_write} WCU / "
+               f"{m.ledger_writes_per_event:.2f} writes/event)" if c.ledger < math.inf else "")
+            + f" -> {value:,.0f} events/s, limited by {name}")
 
 
 def function_url_option(stack: str, config: StackConfig, m: Measured) -> list[str]:

@@ -35,6 +35,7 @@ from components.config_keys import (
     declarations,
     ignored_keys,
 )
+from components.ledger_capacity import LedgerCapacity, read_ledger_capacity
 from components.project import USERFLOW_INGRESSES, UserflowIngress
 from components.segment_api import REGIONS, Region
 from components.segment_destination_payloads import DEFAULT_EVENT_TYPES, SEGMENT_EVENT_TYPES
@@ -147,11 +148,15 @@ class StackConfig:
     api_throttle_rate_limit: float
     secret_recovery_window_days: int
     secrets_ttl_seconds: int
+    ledger_capacity: LedgerCapacity
+    """On demand, or provisioned with auto scaling (the ledger* keys)."""
     alarm_topic_arn: str | None
     alarm_dead_letter_threshold: int
     alarm_delivery_errors_threshold: int
     alarm_api_5xx_rate_percent: float
     alarm_queue_age_seconds: int
+    alarm_ledger_throttled_threshold: int
+    """Throttled ledger requests per period that raise the alarm (provisioned only)."""
     alarm_period_seconds: int
     alarm_evaluation_periods: int
     allow_destroy: bool
@@ -452,6 +457,7 @@ def parse_stack(
         api_throttle_rate_limit=read.number("apiThrottleRateLimit", 1.0, 10_000.0),
         secret_recovery_window_days=recovery,
         secrets_ttl_seconds=secrets_ttl,
+        ledger_capacity=read_ledger_capacity(read),
         alarm_topic_arn=_alarm_topic(read),
         alarm_dead_letter_threshold=read.integer("alarmDeadLetterThreshold", 1, 100_000),
         alarm_delivery_errors_threshold=read.integer("alarmDeliveryErrorsThreshold", 1, 100_000),
@@ -459,6 +465,8 @@ def parse_stack(
         # Three failed receives in a row at the default visibility timeout (6 x 60 s); at most
         # a day, far below the work queue's retention, so it fires before anything expires.
         alarm_queue_age_seconds=read.integer("alarmQueueAgeSeconds", 60, 86_400),
+        alarm_ledger_throttled_threshold=read.integer("alarmLedgerThrottledThreshold", 1,
+                                                      100_000),
         alarm_period_seconds=period,
         alarm_evaluation_periods=read.integer("alarmEvaluationPeriods", 1, 100),
         # Safe by default: every stack refuses destroy unless its stack file says

@@ -2,7 +2,8 @@
 
 Shared by the mocks tests of the integration component and of whole stacks: type, logical
 name, URN (as the mocks compute it), parent, custom/protect flags, raw inputs (with Pulumi's
-secret markers intact), additional secret outputs, dependencies and aliases (as sent).
+secret markers intact), additional secret outputs, dependencies, aliases and ignored
+properties (as sent).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "additional_secret_outputs": list(request.additionalSecretOutputs),
                     "dependencies": list(request.dependencies),
                     "aliases": [json_format.MessageToDict(a) for a in request.aliases],
+                    "ignore_changes": list(request.ignoreChanges),
                 }
             )
         return response

@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.ledger import SWITCHABLE
 from components.project import component_type
 
 # 5xx share of requests, computed by CloudWatch metric math; no requests means no failures.
@@ -18,6 +19,9 @@ API_5XX_RATE_EXPRESSION = "IF(requests > 0, 100 * errors / requests, 0)"
 URL_ERRORS_EXPRESSION = "FILL(api_errors, 0) + FILL(url_errors, 0)"
 URL_REQUESTS_EXPRESSION = "FILL(api_requests, 0) + FILL(url_requests, 0)"
 MetricQuery = aws.cloudwatch.MetricAlarmMetricQueryArgs
+# Ledger requests refused for exceeding the table's provisioned capacity, writes and reads
+# (DynamoDB publishes each only for periods that had one, hence the fill).
+LEDGER_THROTTLED_EXPRESSION = "FILL(writes, 0) + FILL(reads, 0)"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class BridgeAlarmsArgs:
     """Share of API requests answered 5xx (percent) that raises the alarm."""
     queue_age_seconds: int
     """Age of the oldest message in the work queue (seconds) that raises the alarm."""
+    ledger_table_name: pulumi.Input[str] | None
+    """The ledger table when it is provisioned (then throttling is alarmed); None: on demand."""
+    ledger_throttled_threshold: int
+    """Throttled ledger requests per period that raise the alarm."""
     period_seconds: int
     evaluation_periods: int
     topic_arn: str | None
@@ -49,7 +57,8 @@ class BridgeAlarmsArgs:
 
 
 class BridgeAlarms(pulumi.ComponentResource):
-    """Dead-letter queue not empty, delivery errors, API 5xx rate, delivery stalled."""
+    """Dead-letter queue not empty, delivery errors, API 5xx rate, delivery stalled, and
+    the ledger throttled when its capacity is provisioned."""
 
     alarm_names: pulumi.Output[list[str]]
     alarm_arns: pulumi.Output[list[str]]
@@ -60,7 +69,7 @@ class BridgeAlarms(pulumi.ComponentResource):
         super().__init__(component_type("BridgeAlarms"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         actions = [args.topic_arn] if args.topic_arn else []
-        # Shared by all four: no data (an idle bridge) is healthy, and the threshold is met
+        # Shared by all: no data (an idle bridge) is healthy, and the threshold is met
         # by >= (a single dead-lettered event is worth a look).
         common: dict[str, Any] = {
             "alarm_actions": actions,
@@ -133,10 +142,51 @@ class BridgeAlarms(pulumi.ComponentResource):
             **common,
         )
 
-        alarms = (dead_letter, delivery_errors, api_5xx, queue_age)
+        alarms = [dead_letter, delivery_errors, api_5xx, queue_age]
+        if args.ledger_table_name is not None:
+            switchable = {**common, "opts": pulumi.ResourceOptions.merge(child, SWITCHABLE)}
+            alarms.append(self._ledger_throttled(name, args, args.ledger_table_name, switchable))
         self.alarm_names = pulumi.Output.all(*(alarm.name for alarm in alarms))
         self.alarm_arns = pulumi.Output.all(*(alarm.arn for alarm in alarms))
         self.register_outputs({"alarm_names": self.alarm_names, "alarm_arns": self.alarm_arns})
+
+    @staticmethod
+    def _ledger_throttled(
+        name: str, args: BridgeAlarmsArgs, table_name: pulumi.Input[str], common: dict[str, Any]
+    ) -> aws.cloudwatch.MetricAlarm:
+        """Requests refused for exceeding the provisioned capacity. botocore retries each
+        (up to 3 times); one refused every time makes ingest answer 503 (Segment retries) or
+        leaves the message to SQS: nothing is lost, but the scaler is not keeping up."""
+        return aws.cloudwatch.MetricAlarm(
+            f"{name}-ledger-throttled",
+            name=f"{args.name_prefix}-ledger-throttled",
+            alarm_description="Ledger requests exceeded the table's provisioned capacity "
+                              "(throttled writes + reads per period).",
+            threshold=args.ledger_throttled_threshold,
+            metric_queries=[
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="throttled",
+                    expression=LEDGER_THROTTLED_EXPRESSION,
+                    label="throttled requests",
+                    return_data=True,
+                ),
+                *(
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id=query_id,
+                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                            namespace="AWS/DynamoDB",
+                            metric_name=metric_name,
+                            dimensions={"TableName": table_name},
+                            period=args.period_seconds,
+                            stat="Sum",
+                        ),
+                    )
+                    for query_id, metric_name in (("writes", "WriteThrottleEvents"),
+                                                  ("reads", "ReadThrottleEvents"))
+                ),
+            ],
+            **common,
+        )
 
 
 def _rate_inputs(args: BridgeAlarmsArgs) -> list[MetricQuery]:

@@ -38,6 +38,7 @@ from components.project import UserflowIngress, component_type
 
 if TYPE_CHECKING:
     from components.config import StackConfig
+    from components.ledger_capacity import LedgerCapacity
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class AwsBridgeArgs:
     """Whether the Segment destination batches (ingest's signature rule follows it)."""
     protect: bool
     """Whether the stack's resources refuse deletion (the ledger table's own protection)."""
+    ledger_capacity: LedgerCapacity
+    """The ledger table on demand, or provisioned with auto scaling."""
     ingest_timeout_seconds: int
     """Ingest's timeout; sizes the API's integration timeout."""
     delivery_timeout_seconds: int
@@ -96,6 +99,8 @@ class AwsBridgeArgs:
     """Share of API requests answered 5xx (percent) that raises the alarm."""
     alarm_queue_age_seconds: int
     """Age of the work queue's oldest message (seconds) that raises the alarm."""
+    alarm_ledger_throttled_threshold: int
+    """Throttled ledger requests per period that raise the alarm (provisioned ledger only)."""
     alarm_period_seconds: int
     """The alarms' metric period."""
     alarm_evaluation_periods: int
@@ -150,7 +155,7 @@ class AwsBridge(pulumi.ComponentResource):
         )
         # New with the ledger, so no former root-level URN to alias.
         self.ledger = BridgeLedger(
-            "ledger", BridgeLedgerArgs(args.name_prefix, args.protect),
+            "ledger", BridgeLedgerArgs(args.name_prefix, args.protect, args.ledger_capacity),
             pulumi.ResourceOptions(parent=self),
         )
         self.functions = BridgeFunctions("functions", self._functions_args(args), part)
@@ -250,6 +255,10 @@ class AwsBridge(pulumi.ComponentResource):
             delivery_errors_threshold=args.alarm_delivery_errors_threshold,
             api_5xx_rate_percent=args.alarm_api_5xx_rate_percent,
             queue_age_seconds=args.alarm_queue_age_seconds,
+            # On demand there is no provisioned capacity to exceed: no throttling alarm.
+            ledger_table_name=(self.ledger.table_name if args.ledger_capacity.provisioned
+                               else None),
+            ledger_throttled_threshold=args.alarm_ledger_throttled_threshold,
             period_seconds=args.alarm_period_seconds,
             evaluation_periods=args.alarm_evaluation_periods,
             topic_arn=args.alarm_topic_arn,

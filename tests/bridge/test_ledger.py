@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from moto import mock_aws
@@ -176,3 +181,53 @@ def test_claims_without_a_holder_never_look_for_a_settlement(make: LedgerFactory
     assert ledger.claim("accepted", "m-1", 30, 600).state == "busy"
     clock.now += 40
     assert ledger.claim("accepted", "m-1", 30, 600).state == "taken_over"
+
+
+class ThrottlingDynamoDB(BaseHTTPRequestHandler):
+    """A DynamoDB endpoint whose table is always over its provisioned capacity: every call is
+    refused as DynamoDB refuses it, and counted."""
+
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:  # the HTTP method name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).calls.append(self.headers["X-Amz-Target"].rsplit(".", 1)[1])
+        body = json.dumps({
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput for the table was "
+                       "exceeded."}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_throttled_table_is_retried_by_botocore_then_ledger_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the bridge's own DynamoDB client (bridge_code/aws.py) against a table that throttles
+    # (botocore's jittered waits between attempts, up to 1 + 2 + 4 s, are not what is tested)
+    from botocore.retries.standard import ExponentialBackoff  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ThrottlingDynamoDB)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = replace(MOTO_TARGET, endpoint_url=f"http://127.0.0.1:{server.server_port}")
+        aws = AwsClients(target)
+        ledger = DynamoLedger(lambda: aws.dynamodb, "ledger-test")
+        ThrottlingDynamoDB.calls = []
+        # WHEN a claim is written THEN botocore's standard mode retries the throttled call
+        # (max_attempts=3 retries: 4 calls) and the ledger reports itself unavailable, naming
+        # the error type only: the callers answer 503 (ingest) or leave the message to SQS.
+        throttled = r"^ledger write failed \(ProvisionedThroughputExceededException\)$"
+        with pytest.raises(LedgerUnavailable, match=throttled):
+            ledger.claim(DELIVERED, "m-1", 30, 600)
+        assert ThrottlingDynamoDB.calls == ["PutItem"] * 4
+    finally:
+        server.shutdown()
+        server.server_close()

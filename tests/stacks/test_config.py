@@ -114,6 +114,20 @@ def test_every_stack_is_protected_unless_its_file_says_allow_destroy(stack: str)
          "one of apiGateway, functionUrl"),
         ({**AWS_BASE, "userflowIngress": "functionUrl", "ingestReservedConcurrency": "-1"},
          "ingestReservedConcurrency", "function URL's only bound"),
+        ({**AWS_BASE, "ledgerCapacity": "auto"}, "ledgerCapacity", "onDemand, provisioned"),
+        ({**AWS_BASE, "ledgerMinWriteCapacity": "0"}, "ledgerMinWriteCapacity",
+         "from 1 to 40000"),
+        ({**AWS_BASE, "ledgerMaxReadCapacity": "40001"}, "ledgerMaxReadCapacity",
+         "from 1 to 40000"),
+        ({**AWS_BASE, "ledgerMinWriteCapacity": "1001"}, "ledgerMinWriteCapacity",
+         "at most ledgerMaxWriteCapacity"),
+        ({**AWS_BASE, "ledgerMinReadCapacity": "9", "ledgerMaxReadCapacity": "8"},
+         "ledgerMinReadCapacity", "at most ledgerMaxReadCapacity"),
+        ({**AWS_BASE, "ledgerTargetUtilization": "95"}, "ledgerTargetUtilization",
+         "from 20 to 90"),
+        ({**AWS_BASE, "ledgerTargetUtilization": "0.7"}, "ledgerTargetUtilization", "integer"),
+        ({**AWS_BASE, "alarmLedgerThrottledThreshold": "0"}, "alarmLedgerThrottledThreshold",
+         "from 1 to 100000"),
     ],
 )
 def test_each_invalid_value_is_named_with_what_is_allowed(
@@ -150,6 +164,29 @@ def test_a_value_near_nothing_gets_no_guess() -> None:
     assert "did you mean" not in line
     hosting = line_for(error_for({**AWS_BASE, "hosting": "AWS"}), "hosting")
     assert hosting.endswith("(did you mean aws?)")
+
+
+def test_the_ledger_is_on_demand_unless_provisioned_is_asked_for() -> None:
+    default = parse(dict(AWS_BASE)).ledger_capacity
+    assert default.mode == "onDemand" and not default.provisioned
+    # The scaler's bounds are read either way, so going back to on demand is one key.
+    assert (default.min_write, default.max_write, default.min_read, default.max_read,
+            default.target_utilization) == (5, 1000, 1, 50, 70)
+    provisioned = parse({**AWS_BASE, "ledgerCapacity": "provisioned",
+                         "ledgerMinWriteCapacity": "10", "ledgerMaxWriteCapacity": "10",
+                         "ledgerTargetUtilization": "20"}).ledger_capacity
+    assert provisioned.provisioned
+    assert (provisioned.min_write, provisioned.max_write) == (10, 10)  # min = max is allowed
+    assert provisioned.target_utilization == 20
+    assert parse({**AWS_BASE, "ledgerCapacity": "provisioned",
+                  "ledgerTargetUtilization": "90"}).ledger_capacity.target_utilization == 90
+
+
+def test_a_bad_ledger_maximum_is_named_once_not_also_as_the_minimums_problem() -> None:
+    # The invalid maximum's default (1000) stands in; 1001 above it is not a second problem.
+    error = error_for({**AWS_BASE, "ledgerMinWriteCapacity": "1001",
+                       "ledgerMaxWriteCapacity": "0"})
+    assert error.keys == ("ledgerMaxWriteCapacity",)
 
 
 def test_aws_hosting_needs_a_region() -> None:

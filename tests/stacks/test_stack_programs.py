@@ -56,6 +56,9 @@ NAMED_BY = {
     "aws:cloudwatch/dashboard:Dashboard": "dashboardName",
     "aws:lambda/permission:Permission": "statementId",
     "aws:dynamodb/table:Table": "name",
+    # ledgerCapacity: provisioned only. A scalable target is known by its table.
+    "aws:appautoscaling/policy:Policy": "name",
+    "aws:appautoscaling/target:Target": "resourceId",
 }
 # No physical name of their own (ids assigned by AWS), or a fixed one: `$default` is the
 # stage whose URL carries no stage path, the same in every environment.
