@@ -37,7 +37,7 @@ from bridge_code.envelope import (
     pack_envelopes,
 )
 from bridge_code.ledger import DELIVERED, LedgerUnavailable
-from bridge_code.logs import log
+from bridge_code.logs import log, summary
 from bridge_code.mapping import (
     SEGMENT_EVENT_LIMIT,
     SEGMENT_MESSAGE_ID_MAX,
@@ -179,7 +179,7 @@ class DeliveryApp:
         failures = [{"itemIdentifier": message_id} for message_id in
                     dict.fromkeys(i.message_id for i in items if i.outcome == "retry")]
         counts = Counter(i.outcome for i in items)
-        log("batch", records=len(items), delivered=counts["delivered"],
+        summary("batch", records=len(items), delivered=counts["delivered"],
             dead_lettered=counts["dead_lettered"], skipped=counts["skipped"],
             requeued=len(failures), duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return {"batchItemFailures": failures}

@@ -28,7 +28,7 @@ from bridge_code.envelope import (
     text_size,
 )
 from bridge_code.ledger import ACCEPTED, Claim, Ledger, LedgerUnavailable
-from bridge_code.logs import log, preview, utc_isoformat
+from bridge_code.logs import log, preview, summary, utc_isoformat
 from bridge_code.mapping import (
     SEGMENT_EVENT_LIMIT,
     SEGMENT_MESSAGE_ID_MAX,
@@ -237,7 +237,7 @@ class IngestApp:
                 error=type(error).__name__)
             answer = response(500, {"error": "internal error", "request_id": request_id},
                               request_id)
-        log("request", request_id=request_id, route=route, status=status,
+        summary("request", request_id=request_id, route=route, status=status,
             accepted=result.accepted if result else 0,
             skipped=dict(result.skipped) if result else {},
             duration_ms=round((time.perf_counter() - started) * 1000, 2))

@@ -18,6 +18,9 @@ _target: IO[str] | None = None
 # field value from ever failing a request.
 _encode = compact_encoder(default=str)
 _lock = threading.Lock()
+# Per thread: the summary lines held back while `bridge_code.metrics.measured` runs a handler
+# on that thread (None: write them at once).
+_local = threading.local()
 # A log line stays small whatever a request holds (a 100 KB path must not become a 100 KB
 # line): every text field is cut to this many characters.
 LOG_FIELD_MAX_CHARS = 256
@@ -66,15 +69,56 @@ def preview(text: str, limit: int = LOG_FIELD_MAX_CHARS) -> str:
     return f"{text[:limit]}...({len(text)} chars)"
 
 
-def log(message: str, level: str = "INFO", **fields: Any) -> None:
+def _line(message: str, level: str, fields: dict[str, Any]) -> str:
     record = {"time": utc_timestamp_ms(), "level": level, "message": message}
     for key, value in fields.items():
         record[key] = preview(value) if type(value) is str else value
-    line = _encode(record) + "\n"
+    return _encode(record)
+
+
+def _write(text: str) -> None:
     stream = _target or sys.stdout
     with _lock:
         try:
-            stream.write(line)
+            stream.write(text)
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed or broken stream must never fail a request
+
+
+def log(message: str, level: str = "INFO", **fields: Any) -> None:
+    _write(_line(message, level, fields) + "\n")
+
+
+def summary(message: str, **fields: Any) -> None:
+    """The one line that sums up an invocation (a request, a batch). Held back while
+    `hold_summaries` is in force on this thread, so that the invocation's metrics can join it
+    (`release_summaries`); written at once otherwise."""
+    text = _line(message, "INFO", fields)
+    held: list[str] | None = getattr(_local, "held", None)
+    if held is None:
+        _write(text + "\n")
+    else:
+        held.append(text)
+
+
+def hold_summaries() -> None:
+    """Hold this thread's summary lines until `release_summaries`."""
+    _local.held = []
+
+
+def release_summaries(documents: list[str]) -> None:
+    """Stop holding, and write the held summary lines with the members of `documents` (JSON
+    objects with at least one member; in Lambda the invocation's EMF metrics) joined to the
+    first of them; documents left over are lines of their own. All of it in one write: one
+    system call per invocation."""
+    lines: list[str] = getattr(_local, "held", None) or []
+    _local.held = None
+    rest = documents
+    if lines and documents:
+        # '{"time":...,"message":"request",...}' + '{"_aws":...}' -> '{"time":...,"_aws":...}'
+        lines[0] = f"{lines[0][:-1]},{documents[0][1:]}"
+        rest = documents[1:]
+    lines += [f"{_line('metrics', 'INFO', {})[:-1]},{document[1:]}" for document in rest]
+    if lines:
+        _write("\n".join(lines) + "\n")
