@@ -6,6 +6,7 @@ logs, and this keeps both the import and each line cheap.
 
 from __future__ import annotations
 
+import json.encoder
 import sys
 import threading
 import time
@@ -17,6 +18,8 @@ _target: IO[str] | None = None
 # Built once: json.dumps with options builds an encoder per call. default=str keeps an odd
 # field value from ever failing a request.
 _encode = compact_encoder(default=str)
+_text = json.encoder.encode_basestring_ascii  # a str as a JSON string, as _encode writes it
+_RESERVED = frozenset({"time", "level", "message"})
 _lock = threading.Lock()
 # Per thread: the summary lines held back while `bridge_code.metrics.measured` runs a handler
 # on that thread (None: write them at once).
@@ -70,9 +73,22 @@ def preview(text: str, limit: int = LOG_FIELD_MAX_CHARS) -> str:
 
 
 def _line(message: str, level: str, fields: dict[str, Any]) -> str:
-    record = {"time": utc_timestamp_ms(), "level": level, "message": message}
+    """`{"time": ..., "level": level, "message": message, **fields}` as one JSON line, every
+    text field cut to `LOG_FIELD_MAX_CHARS`."""
+    now = utc_timestamp_ms()
+    if _RESERVED.isdisjoint(fields):
+        # The leading members written directly (the time text needs no escaping), the fields
+        # in one call. A text field over the limit makes them longer than the limit: only
+        # then are the fields looked at one by one.
+        members = _encode(fields)
+        if len(members) <= LOG_FIELD_MAX_CHARS or not any(
+                type(v) is str and len(v) > LOG_FIELD_MAX_CHARS for v in fields.values()):
+            head = f'{{"time":"{now}","level":{_text(level)},"message":{_text(message)}'
+            return f"{head},{members[1:]}" if fields else head + "}"
+    record = {"time": now, "level": level, "message": message, **fields}
     for key, value in fields.items():
-        record[key] = preview(value) if type(value) is str else value
+        if type(value) is str and len(value) > LOG_FIELD_MAX_CHARS:
+            record[key] = preview(value)
     return _encode(record)
 
 

@@ -127,7 +127,9 @@ def settled_latencies_ms(event: object, answer: object, now_ms: int,
                          directions: Iterable[str]) -> dict[str, list[int]]:
     """Enqueue-to-settled time of each SQS record the delivery answer did not hand back
     (delivered, skipped or dead-lettered), by the record's `direction` attribute."""
-    if not isinstance(event, Mapping) or not isinstance(event.get("Records"), list):
+    # A dict first: the Mapping check (an ABC) costs more, and every invocation asks it.
+    if not (type(event) is dict or isinstance(event, Mapping)) \
+            or not isinstance(event.get("Records"), list):
         return {}
     known = set(directions)
     failures = answer.get("batchItemFailures") if isinstance(answer, Mapping) else None
@@ -176,67 +178,95 @@ class EmfWriter:
         self._reason_directive = (
             f'{{"Namespace":{namespace},"Dimensions":[[{environment},{direction},{reason}]],'
             f'"Metrics":[{_definition(spec.skipped, COUNT)}]}}')
-        # Per counter: (counter, its definition, `"Name":` of its value).
-        self._counters = [(counter, _definition(name, COUNT), f"{_text(name)}:")
-                          for counter, name in spec.counters.items()]
+        self._definitions = {counter: _definition(name, COUNT)
+                             for counter, name in spec.counters.items()}
+        self._values = {counter: f"{_text(name)}:" for counter, name in spec.counters.items()}
         self._latency = (_definition(spec.latency_ms, MILLISECONDS), f"{_text(spec.latency_ms)}:")
         self._roots = {d: f"{environment}:{_text(spec.environment)},{direction}:{_text(d)}"
                        for d in spec.directions}
         self._reason = f",{reason}:"
         self._skipped = f",{_text(spec.skipped)}:"
+        # (counters written, with latencies) -> the directive naming them; a few at most.
+        self._directives: dict[tuple[tuple[str, ...], bool], str] = {}
         self._zeros_written: dict[str, int] = {}  # direction -> the ZEROS_EVERY_MS slot
+        # The usual invocation counts one thing (a request accepted, a batch delivered) and
+        # the minute's zeros are written: its document, but for the time and the number.
+        self._single = {
+            (d, counter): f"{self._directive_for((counter,), False)}]}},{self._roots[d]},"
+                          f"{self._values[counter]}"
+            for d in spec.directions for counter in spec.counters}
 
     def documents(self, counts: Changes, skips: Changes, latencies_ms: Mapping[str, list[int]],
                   timestamp_ms: int) -> list[str]:
         """The EMF documents (JSON objects) for one invocation's counts, skips (both keyed
         by (direction, name), as `BridgeStats.take_changes` gives them) and settled
         latencies; none for an invocation that counted nothing."""
+        if len(counts) == 1 and not skips and not latencies_ms:
+            ((direction, counter), n), = counts.items()
+            single = self._single.get((direction, counter))
+            if single is not None and n > 0 and \
+                    self._zeros_written.get(direction) == timestamp_ms // ZEROS_EVERY_MS:
+                return [f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":['
+                        f'{single}{n}}}']
+        counted: dict[str, dict[str, int]] = {}
+        for (direction, counter), n in counts.items():
+            if n > 0 and counter in self._values:  # counters that are no metric stay out
+                counted.setdefault(direction, {})[counter] = n
+        reasons: dict[str, dict[str, int]] = {}
+        for (direction, reason), n in skips.items():
+            if n > 0:
+                named = reasons.setdefault(direction, {})
+                name = reason_name(reason)
+                named[name] = named.get(name, 0) + n
+        if not (counted or reasons or latencies_ms):
+            return []
         documents: list[str] = []
         head = f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":['
+        slot = timestamp_ms // ZEROS_EVERY_MS
         for direction in self.spec.directions:
-            reasons: dict[str, int] = {}
-            for (where, reason), n in skips.items():
-                if where == direction and n > 0:
-                    name = reason_name(reason)
-                    reasons[name] = reasons.get(name, 0) + n
+            found = counted.get(direction, {})
+            named = reasons.get(direction, {})
             latencies = latencies_ms.get(direction) or []
-            found = [(definition, value, counts.get((direction, counter), 0))
-                     for counter, definition, value in self._counters]
-            if not (reasons or latencies or any(n > 0 for _, _, n in found)):
+            if not (found or named or latencies):
                 continue
-            slot = timestamp_ms // ZEROS_EVERY_MS
-            zeros = self._zeros_written.get(direction) != slot
-            if zeros:
+            if self._zeros_written.get(direction) == slot:
+                written = tuple(counter for counter in self._values if counter in found)
+            else:
                 self._zeros_written[direction] = slot
-            definitions = [definition for definition, _, n in found if zeros or n > 0]
-            values = [f"{value}{n}" for _, value, n in found if zeros or n > 0]
+                written = tuple(self._values)
             chunks = [latencies[i:i + MAX_VALUES_PER_METRIC]
                       for i in range(0, len(latencies), MAX_VALUES_PER_METRIC)]
+            values = [f"{self._values[counter]}{found.get(counter, 0)}" for counter in written]
             if chunks:
-                definitions.append(self._latency[0])
                 values.append(self._latency_value(chunks[0]))
-            ordered = sorted(reasons)
-            root = self._roots[direction]
-            directives = []
-            if definitions:
-                directives.append(f"{self._directive}{','.join(definitions)}]}}")
-            extra = ""
+            directives = [self._directive_for(written, bool(chunks))] if values else []
+            ordered = sorted(named)
             if ordered:
                 # The first reason rides along as a further directive (a second dimension
                 # set over the same root): no document of its own for the common single skip.
                 first = ordered.pop(0)
                 directives.append(self._reason_directive)
-                extra = f"{self._reason}{_text(first)}{self._skipped}{reasons[first]}"
+                values.append(f"{self._reason[1:]}{_text(first)}{self._skipped}{named[first]}")
+            root = self._roots[direction]
             # Never empty: an active direction has a count, a latency or a skip reason.
-            documents.append(f"{head}{','.join(directives)}]}},{root}"
-                             f"{',' if values else ''}{','.join(values)}{extra}}}")
+            documents.append(f"{head}{','.join(directives)}]}},{root},{','.join(values)}}}")
             for chunk in chunks[1:]:
-                documents.append(f"{head}{self._directive}{self._latency[0]}]}}]}},{root},"
+                documents.append(f"{head}{self._directive_for((), True)}]}},{root},"
                                  f"{self._latency_value(chunk)}}}")
             for reason in ordered:
                 documents.append(f"{head}{self._reason_directive}]}},{root}{self._reason}"
-                                 f"{_text(reason)}{self._skipped}{reasons[reason]}}}")
+                                 f"{_text(reason)}{self._skipped}{named[reason]}}}")
         return documents
+
+    def _directive_for(self, counters: tuple[str, ...], latencies: bool) -> str:
+        directive = self._directives.get((counters, latencies))
+        if directive is None:
+            definitions = [self._definitions[counter] for counter in counters]
+            if latencies:
+                definitions.append(self._latency[0])
+            directive = f"{self._directive}{','.join(definitions)}]}}"
+            self._directives[counters, latencies] = directive
+        return directive
 
     def _latency_value(self, chunk: list[int]) -> str:
         return f"{self._latency[1]}[{','.join(str(int(v)) for v in chunk)}]"

@@ -11,16 +11,27 @@ import datetime as dt
 import json
 import threading
 from typing import Any, cast
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge_code import logs
 from bridge_code.aws import AwsClients
 from bridge_code.delivery import DeliveryApp
 from bridge_code.envelope import Envelope, compact_json, encode_envelope
 from bridge_code.jsonenc import compact_encoder
 from bridge_code.logs import utc_isoformat, utc_timestamp_ms
-from bridge_code.mapping import MappingConfig, SegmentToUserflow, ViewMapping, segment_skip
+from bridge_code.mapping import (
+    MappingConfig,
+    SegmentToUserflow,
+    Skip,
+    UserflowToSegment,
+    ViewMapping,
+    segment_skip,
+    userflow_notification_to_segment,
+    userflow_skip,
+)
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretStore
 from bridge_code.settings import BridgeSettings
@@ -41,6 +52,19 @@ def test_prebuilt_encoders_write_what_json_writes(value: Any) -> None:
         value, separators=(",", ":"), ensure_ascii=False)
     assert compact_encoder(default=str)(value) == json.dumps(
         value, separators=(",", ":"), default=str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["time", "level", "message", "route"]) | st.text(max_size=4),
+                       JSON_VALUES | st.text(min_size=250, max_size=300), max_size=5),
+       st.text(max_size=8), st.sampled_from(["INFO", "WARNING"]))
+def test_log_lines_write_what_the_whole_record_encodes_to(fields: dict[str, Any], message: str,
+                                                          level: str) -> None:
+    record = {"time": "T", "level": level, "message": message}
+    record.update({k: logs.preview(v) if type(v) is str else v for k, v in fields.items()})
+    with mock.patch.object(logs, "utc_timestamp_ms", lambda: "T"):
+        assert logs._line(message, level, fields) == json.dumps(
+            record, separators=(",", ":"), default=str)
 
 
 def test_log_encoder_falls_back_to_str_for_odd_values() -> None:
@@ -68,6 +92,46 @@ def test_encode_envelope_matches_the_envelope_method() -> None:
     # A refused character in the raw text means the escaped re-serialization is queued.
     refused = encode_envelope("segment_to_userflow", event, "t", "r", raw + "\ufffe")
     assert "\ufffe" not in refused and json.loads(refused)["event"] == event
+
+
+_ODD: tuple[Any, ...] = (None, 0, 7, "", " ", "x", [], {})
+
+
+def _either(*usual: Any) -> st.SearchStrategy[Any]:
+    """Mostly a well-formed value, sometimes an odd one, sometimes absent (`...`)."""
+    return st.sampled_from([*usual * 12, ..., *_ODD])
+
+
+@st.composite
+def _notifications(draw: st.DrawFn) -> Any:
+    def put(target: dict[str, Any], key: str, value: Any) -> None:
+        if value is not ...:
+            target[key] = value
+
+    attributes: dict[str, Any] = {}
+    put(attributes, "bridged_from", draw(_either("segment", "other")))
+    obj: dict[str, Any] = {}
+    for key, values in (("user_id", ("u1", 7)), ("id", ("u1", 7)), ("name", ("flow_started",)),
+                        ("group_id", ("g1",)), ("time", ("2024-01-01",))):
+        put(obj, key, draw(_either(*values)))
+    put(obj, "attributes", draw(_either(attributes)))
+    notification: dict[str, Any] = {}
+    put(notification, "id", draw(_either("wn_1", 5)))
+    put(notification, "topic", draw(_either("event.tracked", "event.tracked.flow_started",
+                                            "event.trackedx", "user.created", "user.updated",
+                                            "group.created")))
+    put(notification, "data", draw(_either({"object": obj})))
+    put(notification, "created_at", draw(_either("2024-01-01T00:00:00Z")))
+    return draw(_either(notification))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_notifications(), st.booleans(), st.booleans())
+def test_the_ingest_skip_check_decides_as_the_whole_mapping(notification: Any, events: bool,
+                                                            users: bool) -> None:
+    config = MappingConfig(userflow_to_segment=UserflowToSegment(events=events, users=users))
+    mapped = userflow_notification_to_segment(notification, config)
+    assert userflow_skip(notification, config) == (mapped if isinstance(mapped, Skip) else None)
 
 
 def test_enabled_types_follow_the_switches() -> None:

@@ -196,6 +196,14 @@ def test_zeros_are_written_once_a_minute_per_direction_counts_always() -> None:
                                     "Ambiguous": 0}},
     ]
     assert len(json.dumps(later[0])) < len(json.dumps(first[0])) - 100
+    assert [emf_problems(d) for d in (*first, *later, *other, *next_minute)] == [[]] * 4
+    # The one-count shortcut writes what the general way writes for the same metrics.
+    at = minute + ZEROS_EVERY_MS + 1
+    short = emitted(writer, count(stats, accepted), now_ms=at)
+    general = emitted(writer, count(stats, accepted, ("add", "userflow_to_segment",
+                                                      "upstream_calls", 1)), now_ms=at)
+    assert short == general
+    assert values_by_dimensions(short) == {("userflow_to_segment",): {"Accepted": 1}}
 
 
 def test_the_metrics_sum_to_the_containers_totals_whatever_the_mix() -> None:
