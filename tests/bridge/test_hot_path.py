@@ -20,6 +20,7 @@ from bridge_code import logs
 from bridge_code.aws import AwsClients
 from bridge_code.delivery import DeliveryApp
 from bridge_code.envelope import Envelope, compact_json, encode_envelope
+from bridge_code.ingest import _lower_case_headers
 from bridge_code.jsonenc import compact_encoder
 from bridge_code.logs import utc_isoformat, utc_timestamp_ms
 from bridge_code.mapping import (
@@ -65,6 +66,20 @@ def test_log_lines_write_what_the_whole_record_encodes_to(fields: dict[str, Any]
     with mock.patch.object(logs, "utc_timestamp_ms", lambda: "T"):
         assert logs._line(message, level, fields) == json.dumps(
             record, separators=(",", ":"), default=str)
+
+
+_HEADER_NAMES = st.sampled_from(["x-signature", "X-Signature", "content-type", "ΣΑΣ", "σ", "ß",
+                                 "İ", "x-1", "123", ""]) | st.text(max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_HEADER_NAMES | st.integers(), st.text(max_size=4) | st.integers(),
+                       max_size=6))
+def test_headers_taken_as_they_are_equal_the_lower_cased_copy(headers: dict[Any, Any]) -> None:
+    copy = {str(k).lower(): str(v) for k, v in headers.items()}
+    taken = _lower_case_headers(headers)
+    assert taken == copy and list(taken) == list(copy)
+    assert all(type(k) is str and type(v) is str for k, v in taken.items())
 
 
 def test_log_encoder_falls_back_to_str_for_odd_values() -> None:
