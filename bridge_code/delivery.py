@@ -125,7 +125,7 @@ def _record_items(event: Mapping[str, Any]) -> list[Item]:
 
 def _replay_markers(attributes: object) -> dict[str, str]:
     """The replay attributes of a Lambda SQS record (`{name: {"stringValue": ...}}`)."""
-    if not is_mapping(attributes) or not attributes:
+    if not attributes or not is_mapping(attributes):  # usually absent: no Mapping check
         return {}
     return replay_markers({name: value.get("stringValue") for name, value in attributes.items()
                            if is_mapping(value)})
@@ -492,6 +492,8 @@ class DeliveryApp:
         events keep their outcome (no second dead letter, no second ledger check). If the
         new message cannot be sent, SQS redelivers the whole message: the delivery ledger
         still stops a second Userflow call for the delivered ones."""
+        if not any(item.outcome == "retry" for item in items):
+            return  # the usual batch: nothing left to retry
         by_message: dict[str, list[Item]] = {}
         for item in items:
             by_message.setdefault(item.message_id, []).append(item)

@@ -272,7 +272,16 @@ _cached_userflow_name = functools.lru_cache(maxsize=NAME_CACHE_ENTRIES)(_userflo
 
 def title_case(name: str) -> str:
     """flow_started -> "Flow Started", as Userflow's own analytics integrations name events."""
+    if len(name) <= NAME_CACHE_MAX_CHARS:  # a few event names, every notification
+        return _cached_title_case(name)
+    return _title_case(name)
+
+
+def _title_case(name: str) -> str:
     return " ".join(w[:1].upper() + w[1:] for w in _SNAKE_SEPARATORS.split(name) if w)
+
+
+_cached_title_case = functools.lru_cache(maxsize=NAME_CACHE_ENTRIES)(_title_case)
 
 
 _SCALARS = (str, int, float, bool, type(None))

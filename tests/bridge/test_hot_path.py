@@ -8,6 +8,7 @@ these tests hold them to the standard call's result.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import threading
 from typing import Any, cast
@@ -16,7 +17,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge_code import logs
+from bridge_code import envelope, logs, signatures
 from bridge_code.aws import AwsClients
 from bridge_code.delivery import DeliveryApp
 from bridge_code.envelope import Envelope, compact_json, encode_envelope
@@ -36,6 +37,7 @@ from bridge_code.mapping import (
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretStore
 from bridge_code.settings import BridgeSettings
+from bridge_code.signatures import SignatureError, parse_userflow_header
 from bridge_code.upstream import Outcome, UpstreamClient
 from tests.bridge.helpers import FakeUpstream, MemoryLedger, load_event
 
@@ -68,8 +70,54 @@ def test_log_lines_write_what_the_whole_record_encodes_to(fields: dict[str, Any]
             record, separators=(",", ":"), default=str)
 
 
-_HEADER_NAMES = st.sampled_from(["x-signature", "X-Signature", "content-type", "ΣΑΣ", "σ", "ß",
-                                 "İ", "x-1", "123", ""]) | st.text(max_size=6)
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES.map(json.dumps) | st.text(max_size=12).map(lambda t: "{" + t + "}")
+       | st.sampled_from(['{"a":1}x}', '{"a":1} ', ' {"a":1}', '{"a":1}}', "{}", "{"]))
+def test_envelope_bodies_parse_as_json_loads_parses_them(body: str) -> None:
+    def outcome(parse: Any) -> str:
+        try:
+            return json.dumps(parse(body))  # as text: NaN equals NaN
+        except ValueError as error:
+            return f"{type(error).__name__}: {error}"
+
+    assert outcome(envelope._parse) == outcome(json.loads)
+
+
+_DIGEST = "0123456789abcdefABCDEF" * 3
+_USERFLOW_HEADERS = st.builds(
+    lambda t, sep, digest, tail: f"t={t}{sep}v1={digest}{tail}",
+    st.sampled_from(["1700000000", "1" * 12, "1" * 13, "", "x", "\u00b2"]),
+    st.sampled_from([",", ", ", ";"]),
+    st.sampled_from([_DIGEST[:64], _DIGEST[:63], _DIGEST[:64] + "0", "g" * 64]),
+    st.sampled_from(["", ",v1=" + "a" * 64, ",", " "])) | st.text(max_size=80)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_USERFLOW_HEADERS)
+def test_the_usual_userflow_header_reads_as_the_general_parse_reads_it(header: str) -> None:
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(header)
+        except SignatureError as error:
+            return str(error)
+
+    assert outcome(parse_userflow_header) == outcome(signatures._parse_any_userflow_header)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=10), st.binary(max_size=100),
+       st.sampled_from(["sha1", "sha256"]))
+def test_hmac_digests_are_the_standard_librarys(secret: str, payload: bytes,
+                                               algorithm: str) -> None:
+    expected = hmac.digest(secret.encode("utf-8"), payload, algorithm).hex()
+    assert signatures._hex_digest(secret, payload, algorithm) == expected
+
+
+# Upper-case sigma (lower-cased by context), sharp s, dotted capital I (two characters once
+# lower-cased), digits only, empty.
+_HEADER_NAMES = st.sampled_from(["x-signature", "X-Signature", "content-type",
+                                 "\u03a3\u0391\u03a3", "\u03c3", "\u00df", "\u0130",
+                                 "x-1", "123", ""]) | st.text(max_size=6)
 
 
 @settings(max_examples=300, deadline=None)
