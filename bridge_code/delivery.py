@@ -21,7 +21,6 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
@@ -48,6 +47,7 @@ from bridge_code.mapping import (
     userflow_notification_to_segment,
 )
 from bridge_code.metrics import measured
+from bridge_code.pool import CallPool
 from bridge_code.replay import REPLAY_COUNT, replay_markers
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
@@ -157,10 +157,10 @@ class DeliveryApp:
         self.upstream = upstream or UpstreamClient(
             s.upstream_timeout_seconds, s.max_attempts, s.backoff_base_seconds,
             s.backoff_cap_seconds, pool_size=DELIVERY_THREADS + 1)
-        self.pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="bridge-delivery")
+        self.pool = CallPool(DELIVERY_THREADS, "bridge-delivery")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown()
 
     def handle(self, event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -222,15 +222,15 @@ class DeliveryApp:
         # otherwise only wait: one thread hand-off less per batch (all of it for a batch that
         # makes a single call, as a Segment batch does), the same concurrency.
         *pooled, (last_call, last_group, last_secret) = calls
-        futures = [(self.pool.submit(call), group, secret_id)
-                   for call, group, secret_id in pooled]
+        batch = self.pool.start([call for call, _, _ in pooled])
         last_error: Exception | None = None
         try:
             last_outcome = last_call()
-        except Exception as error:  # recorded after the pooled calls, as future.result() was
+        except Exception as error:  # recorded after the pooled calls, as theirs are
             last_error = error
-        for future, group, secret_id in futures:
-            self._record(group, self._after_auth_failure(future.result(), secret_id))
+        batch.wait()
+        for index, (_, group, secret_id) in enumerate(pooled):
+            self._record(group, self._after_auth_failure(batch.result(index), secret_id))
         if last_error is not None:
             raise last_error
         self._record(last_group, self._after_auth_failure(last_outcome, last_secret))
