@@ -100,7 +100,7 @@ class ServiceUnavailable(HttpError):
     status = 503
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     request_id: str
     method: str
@@ -135,8 +135,12 @@ def parse_request(event: Mapping[str, Any]) -> Request:
     context = context if is_mapping(context) else {}
     http = context.get("http")
     http = http if is_mapping(http) else {}
-    request_id = preview(str(context.get("requestId") or uuid.uuid4()), 128)
-    method = preview(str(http.get("method") or event.get("httpMethod") or "GET").upper(), 16)
+    request_id = str(context.get("requestId") or uuid.uuid4())
+    if len(request_id) > 128:
+        request_id = preview(request_id, 128)
+    method = str(http.get("method") or event.get("httpMethod") or "GET").upper()
+    if len(method) > 16:
+        method = preview(method, 16)
     path = str(event.get("rawPath") or http.get("path") or "/")
     headers = _lower_case_headers(event.get("headers"))
     raw = event.get("body")
