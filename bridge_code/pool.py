@@ -3,8 +3,9 @@
 What `concurrent.futures.ThreadPoolExecutor` does for the delivery handler, with less per
 call: a batch of calls is handed over at once and waited for at once (one lock per batch
 instead of a `Future`, its condition and its lock per call), which is all the handler
-needs. Threads start only while there are more calls in flight than threads, up to the
-maximum, and stay for the container's next batches.
+needs. As there, a call goes to a thread that has finished its last one if there is such a
+thread, else to a new thread up to the maximum; threads stay for the container's next
+batches.
 """
 
 from __future__ import annotations
@@ -63,23 +64,24 @@ class CallPool:
         self._name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._in_flight = 0
+        self._idle = 0  # calls finished and not yet matched with a new call
         self._lock = threading.Lock()
         self._closed = False
 
     def start(self, calls: Sequence[Callable[[], T]]) -> CallBatch[T]:
         batch: CallBatch[T] = CallBatch(len(calls))
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the call pool is shut down")
-            self._in_flight += len(calls)
-            for _ in range(min(self._in_flight, self._max_threads) - len(self._threads)):
-                thread = threading.Thread(target=self._serve, daemon=True,
-                                          name=f"{self._name}_{len(self._threads)}")
-                thread.start()
-                self._threads.append(thread)
+        if self._closed:
+            raise RuntimeError("the call pool is shut down")
         for index, call in enumerate(calls):
             self._jobs.put((index, call, batch))  # type: ignore[arg-type]
+            with self._lock:
+                if self._idle:
+                    self._idle -= 1
+                elif len(self._threads) < self._max_threads:
+                    thread = threading.Thread(target=self._serve, daemon=True,
+                                              name=f"{self._name}_{len(self._threads)}")
+                    thread.start()
+                    self._threads.append(thread)
         return batch
 
     def _serve(self) -> None:
@@ -90,8 +92,8 @@ class CallPool:
                 result, error = call(), None
             except BaseException as exception:  # handed to the waiting handler, as a Future would
                 result, error = None, exception
-            with lock:
-                self._in_flight -= 1
+            with lock:  # counted before the batch hears of it: its next call can come here
+                self._idle += 1
             batch._finish(index, result, error)
             del job, call, batch, result, error  # hold nothing while waiting for the next
 
