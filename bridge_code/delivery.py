@@ -180,8 +180,9 @@ class DeliveryApp:
                     dict.fromkeys(i.message_id for i in items if i.outcome == "retry")]
         counts = Counter(i.outcome for i in items)
         summary("batch", records=len(items), delivered=counts["delivered"],
-            dead_lettered=counts["dead_lettered"], skipped=counts["skipped"],
-            requeued=len(failures), duration_ms=round((time.perf_counter() - started) * 1000, 2))
+                dead_lettered=counts["dead_lettered"], skipped=counts["skipped"],
+                requeued=len(failures),
+                duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return {"batchItemFailures": failures}
 
     def _deadline(self, context: object) -> float:

@@ -256,9 +256,9 @@ class IngestApp:
             answer = response(500, {"error": "internal error", "request_id": request_id},
                               request_id)
         summary("request", request_id=request_id, route=route, status=status,
-            accepted=result.accepted if result else 0,
-            skipped=result.skipped if result else {},
-            duration_ms=round((time.perf_counter() - started) * 1000, 2))
+                accepted=result.accepted if result else 0,
+                skipped=result.skipped if result else {},
+                duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return answer
 
     # --- routes ----------------------------------------------------------------------------
