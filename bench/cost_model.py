@@ -29,7 +29,7 @@ from pathlib import Path
 import pulumi
 import yaml
 
-from components.aws.functions import MEMORY_MB
+from components.aws.functions import LOG_FORMAT, MEMORY_MB, SYSTEM_LOG_LEVEL
 from components.config import SECRET_KEYS, StackConfig, parse_config
 from components.project import UserflowIngress
 
@@ -59,6 +59,17 @@ SQS_CHUNK_BYTES = 64 * 1024
 SQS_POLLER_MESSAGES_PER_CALL = 10
 # CloudWatch Logs bills this much per log event on top of its bytes.
 LOG_EVENT_OVERHEAD_BYTES = 26
+# What Lambda itself writes per invocation when its system log level lets INFO records
+# through (JSON format; the text format's START/END/REPORT lines are about as long), as
+# these typical records. The functions' SYSTEM_LOG_LEVEL (components/aws/functions.py)
+# decides whether they are billed.
+PLATFORM_RECORDS = (
+    '{"time":"2024-05-01T10:00:00.000Z","type":"platform.start","record":{"requestId":'
+    '"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","version":"$LATEST"}}',
+    '{"time":"2024-05-01T10:00:00.046Z","type":"platform.report","record":{"requestId":'
+    '"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","metrics":{"durationMs":45.123,'
+    '"billedDurationMs":46,"memorySizeMB":256,"maxMemoryUsedMB":81},"status":"success"}}',
+)
 # Assumed, not measured here: the latency of one AWS call (SQS, DynamoDB) from Lambda in the
 # same region, and of one Userflow call. Billed duration waits on them.
 AWS_CALL_SECONDS = 0.010
@@ -74,8 +85,9 @@ class Measured:
     delivery_cpu_per_event_s: float
     message_bytes_per_event: float
     events_per_message: float
-    log_bytes_per_request: float  # the ingest function's lines + the API access log line
-    log_bytes_per_delivery_invocation: float
+    # The ingest function's lines + the API access log line + Lambda's own records.
+    log_bytes_per_request: float
+    log_bytes_per_delivery_invocation: float  # the delivery function's + Lambda's own
     ingest_aws_calls_per_request: float
     delivery_aws_calls_per_event: float
     upstream_calls_per_event: float
@@ -94,6 +106,14 @@ def stack_config(stack: str) -> StackConfig:
         raw[key[len(NAMESPACE):]] = json.dumps(value) if isinstance(value, list) else str(value)
     secrets = {key: pulumi.Output.secret("unused") for key in SECRET_KEYS}
     return parse_config(raw, stack, secrets, "us-east-1", ROOT)
+
+
+def platform_log_bytes(system_log_level: str = SYSTEM_LOG_LEVEL) -> int:
+    """Bytes Lambda logs itself per invocation: none at WARN and above (its records then
+    are errors only), its start and report records at INFO and DEBUG."""
+    if system_log_level in ("WARN", "ERROR", "FATAL"):
+        return 0
+    return sum(len(record) + LOG_EVENT_OVERHEAD_BYTES for record in PLATFORM_RECORDS)
 
 
 def access_log_bytes() -> int:
@@ -230,7 +250,9 @@ def describe_inputs(config: StackConfig) -> str:
     return (f"segmentBatching={str(config.segment_batching).lower()} "
             f"segmentBatchSize={config.segment_batch_size} "
             f"deliveryBatchSize={config.delivery_batch_size} "
-            f"ledgerCapacity={config.ledger_capacity.mode} memory={MEMORY_MB} MB arm64; "
+            f"ledgerCapacity={config.ledger_capacity.mode} memory={MEMORY_MB} MB arm64, "
+            f"logs {LOG_FORMAT}, Lambda's own at {SYSTEM_LOG_LEVEL} "
+            f"({platform_log_bytes()} B per invocation); "
             f"assumed latencies: AWS call {AWS_CALL_SECONDS * 1000:.0f} ms, Userflow/Segment "
             f"call {UPSTREAM_CALL_SECONDS * 1000:.0f} ms")
 

@@ -22,7 +22,6 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
@@ -38,7 +37,7 @@ from bridge_code.envelope import (
     event_text,
     pack_envelopes,
 )
-from bridge_code.logs import log
+from bridge_code.logs import log, summary
 from bridge_code.mapping import (
     SEGMENT_EVENT_LIMIT,
     SEGMENT_MESSAGE_ID_MAX,
@@ -49,6 +48,7 @@ from bridge_code.mapping import (
     userflow_notification_to_segment,
 )
 from bridge_code.metrics import measured
+from bridge_code.pool import CallPool
 from bridge_code.replay import REPLAY_COUNT, replay_markers
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretUnavailable
@@ -120,7 +120,7 @@ def _record_items(event: Mapping[str, Any]) -> list[Item]:
 
 def _replay_markers(attributes: object) -> dict[str, str]:
     """The replay attributes of a Lambda SQS record (`{name: {"stringValue": ...}}`)."""
-    if not is_mapping(attributes) or not attributes:
+    if not attributes or not is_mapping(attributes):  # usually absent: no Mapping check
         return {}
     return replay_markers({name: value.get("stringValue") for name, value in attributes.items()
                            if is_mapping(value)})
@@ -152,10 +152,10 @@ class DeliveryApp:
         self.upstream = upstream or UpstreamClient(
             s.upstream_timeout_seconds, s.max_attempts, s.backoff_base_seconds,
             s.backoff_cap_seconds, pool_size=DELIVERY_THREADS + 1)
-        self.pool = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="bridge-delivery")
+        self.pool = CallPool(DELIVERY_THREADS, "bridge-delivery")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown()
 
     def handle(self, event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -174,9 +174,10 @@ class DeliveryApp:
         failures = [{"itemIdentifier": message_id} for message_id in
                     dict.fromkeys(i.message_id for i in items if i.outcome == "retry")]
         counts = Counter(i.outcome for i in items)
-        log("batch", records=len(items), delivered=counts["delivered"],
-            dead_lettered=counts["dead_lettered"], skipped=counts["skipped"],
-            requeued=len(failures), duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        summary("batch", records=len(items), delivered=counts["delivered"],
+                dead_lettered=counts["dead_lettered"], skipped=counts["skipped"],
+                requeued=len(failures),
+                duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return {"batchItemFailures": failures}
 
     def _deadline(self, context: object) -> float:
@@ -223,15 +224,15 @@ class DeliveryApp:
         # otherwise only wait: one thread hand-off less per batch (all of it for a batch that
         # makes a single call, as a Segment batch does), the same concurrency.
         *pooled, (last_call, last_group, last_secret) = calls
-        futures = [(self.pool.submit(call), group, secret_id)
-                   for call, group, secret_id in pooled]
+        batch = self.pool.start([call for call, _, _ in pooled])
         last_error: Exception | None = None
         try:
             last_outcome = last_call()
-        except Exception as error:  # recorded after the pooled calls, as future.result() was
+        except Exception as error:  # recorded after the pooled calls, as theirs are
             last_error = error
-        for future, group, secret_id in futures:
-            self._record(group, self._after_auth_failure(future.result(), secret_id))
+        batch.wait()
+        for index, (_, group, secret_id) in enumerate(pooled):
+            self._record(group, self._after_auth_failure(batch.result(index), secret_id))
         # Every call has ended here (a pooled one that raised left the loop above, and its
         # claims unsettled: each is taken over after its hold).
         if claims and claimed is not None:
@@ -463,6 +464,8 @@ class DeliveryApp:
         events keep their outcome (no second dead letter, no second ledger check). If the
         new message cannot be sent, SQS redelivers the whole message: the delivery ledger
         still stops a second Userflow call for the delivered ones."""
+        if not any(item.outcome == "retry" for item in items):
+            return  # the usual batch: nothing left to retry
         by_message: dict[str, list[Item]] = {}
         for item in items:
             by_message.setdefault(item.message_id, []).append(item)

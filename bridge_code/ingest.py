@@ -18,7 +18,6 @@ import json
 import math
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,14 +31,13 @@ from bridge_code.envelope import (
     text_size,
 )
 from bridge_code.ledger import ACCEPTED, Claim, Ledger, LedgerUnavailable
-from bridge_code.logs import log, preview, utc_isoformat
+from bridge_code.logs import log, preview, summary, utc_isoformat
 from bridge_code.mapping import (
     SEGMENT_EVENT_LIMIT,
     SEGMENT_MESSAGE_ID_MAX,
-    Skip,
     is_mapping,
     segment_skip,
-    userflow_notification_to_segment,
+    userflow_skip,
 )
 from bridge_code.metrics import measured
 from bridge_code.runtime import BridgeRuntime
@@ -111,7 +109,7 @@ class ServiceUnavailable(HttpError):
     status = 503
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     request_id: str
     method: str
@@ -122,13 +120,16 @@ class Request:
     """Arrived through the function's own URL, not through API Gateway."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     """What a route did: the response body plus counts for the log line."""
 
     body: dict[str, Any]
     accepted: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + n
 
 
 def _strip_stage(path: str, stage: object) -> str:
@@ -155,12 +156,14 @@ def parse_request(event: Mapping[str, Any]) -> Request:
     context = context if is_mapping(context) else {}
     http = context.get("http")
     http = http if is_mapping(http) else {}
-    request_id = preview(str(context.get("requestId") or uuid.uuid4()), 128)
-    method = preview(str(http.get("method") or event.get("httpMethod") or "GET").upper(), 16)
+    request_id = str(context.get("requestId") or uuid.uuid4())
+    if len(request_id) > 128:
+        request_id = preview(request_id, 128)
+    method = str(http.get("method") or event.get("httpMethod") or "GET").upper()
+    if len(method) > 16:
+        method = preview(method, 16)
     path = str(event.get("rawPath") or http.get("path") or "/")
-    headers_in = event.get("headers")
-    headers = ({str(k).lower(): str(v) for k, v in headers_in.items()}
-               if is_mapping(headers_in) else {})
+    headers = _lower_case_headers(event.get("headers"))
     raw = event.get("body")
     request = Request(request_id, method, _strip_stage(path, context.get("stage")), headers, b"",
                       arrived_via_function_url(context))
@@ -180,6 +183,21 @@ def parse_request(event: Mapping[str, Any]) -> Request:
     else:
         request.body = raw.encode("utf-8", "surrogatepass")
     return request
+
+
+def _lower_case_headers(headers: object) -> dict[str, str]:
+    """The headers by lower-case name, values as text. API Gateway's payload 2.0 has them so
+    already: such a dict is taken as it is, sparing a copy of every header per request."""
+    if type(headers) is dict:
+        try:
+            names = "".join(headers)
+            "".join(headers.values())  # TypeError unless every value is text
+        except TypeError:
+            pass
+        else:
+            if names.lower() == names:  # lower() maps character by character, as below
+                return headers
+    return {str(k).lower(): str(v) for k, v in headers.items()} if is_mapping(headers) else {}
 
 
 def _reject_constant(name: str) -> Any:
@@ -260,10 +278,10 @@ class IngestApp:
                 error=type(error).__name__)
             answer = response(500, {"error": "internal error", "request_id": request_id},
                               request_id)
-        log("request", request_id=request_id, route=route, status=status,
-            accepted=result.accepted if result else 0,
-            skipped=dict(result.skipped) if result else {},
-            duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        summary("request", request_id=request_id, route=route, status=status,
+                accepted=result.accepted if result else 0,
+                skipped=result.skipped if result else {},
+                duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return answer
 
     # --- routes ----------------------------------------------------------------------------
@@ -324,7 +342,7 @@ class IngestApp:
         for event in events:
             skip = segment_skip(event, self.runtime.mapping)
             if skip is not None:
-                result.skipped[skip.reason] += 1
+                result.skip(skip.reason)
                 continue
             if isinstance(payload, dict):
                 # A single event is queued as the bytes Segment sent (already proven valid
@@ -334,7 +352,7 @@ class IngestApp:
                 encoded = compact_json(event)
                 if not whole_body_small and _segment_event_size(
                         event, encoded) > SEGMENT_EVENT_LIMIT:
-                    result.skipped[SKIP_OVERSIZE] += 1
+                    result.skip(SKIP_OVERSIZE)
                     continue
             keep.append(event)
             texts.append(encoded)
@@ -368,7 +386,7 @@ class IngestApp:
             log("ledger unavailable", "WARNING", request_id=request.request_id, error=str(error))
             raise ServiceUnavailable("the replay ledger is unavailable; retry later") from None
         if claim.state == "done":
-            result.skipped[SKIP_REPLAY] += len(events)
+            result.skip(SKIP_REPLAY, len(events))
             return self._enqueue("segment_to_userflow", [], request, result)
         if claim.state == "busy":
             raise TooManyRequests("this event is being accepted by another request; retry",
@@ -406,9 +424,9 @@ class IngestApp:
         if not isinstance(payload, dict):
             raise BadRequest("expected a Userflow webhook notification object")
         result = Result(body={})
-        mapped = userflow_notification_to_segment(payload, self.runtime.mapping)
-        if isinstance(mapped, Skip):
-            result.skipped[mapped.reason] += 1
+        skip = userflow_skip(payload, self.runtime.mapping)
+        if skip is not None:
+            result.skip(skip.reason)
             return self._enqueue("userflow_to_segment", [], request, result)
         return self._enqueue("userflow_to_segment", [payload], request, result,
                              [event_text(payload, text)])
@@ -450,39 +468,42 @@ class IngestApp:
     def _enqueue(self, direction: Direction, events: list[dict[str, Any]], request: Request,
                  result: Result, texts: list[str] | None = None) -> Result:
         """Queue `events` (their JSON `texts` when at hand) and count them in `result`."""
-        received_at = utc_isoformat(self.runtime.clock())
-        if texts is None:
-            texts = [event_text(event) for event in events]
-        bodies = pack_envelopes(direction, texts, received_at, request.request_id)
-        sizes = [text_size(body) for body in bodies]
-        for size in sizes:
-            if size > MAX_MESSAGE_BYTES:  # only an event alone in its message can be
-                raise PayloadTooLarge(f"an event is {size} bytes once enqueued; "
-                                      f"the limit is {MAX_MESSAGE_BYTES}")
-        for chunk in _chunks(bodies, sizes):
-            self._send_batch(direction, chunk)
         stats = self.runtime.stats
-        stats.add(direction, "accepted", len(events))
+        if events:
+            received_at = utc_isoformat(self.runtime.clock())
+            if texts is None:
+                texts = [event_text(event) for event in events]
+            bodies = pack_envelopes(direction, texts, received_at, request.request_id)
+            sizes = [text_size(body) for body in bodies]
+            for size in sizes:
+                if size > MAX_MESSAGE_BYTES:  # only an event alone in its message can be
+                    raise PayloadTooLarge(f"an event is {size} bytes once enqueued; "
+                                          f"the limit is {MAX_MESSAGE_BYTES}")
+            for chunk in _chunks(bodies, sizes) if len(bodies) > 1 else [bodies]:
+                self._send_batch(direction, chunk)
+            stats.add(direction, "accepted", len(events))
         for reason, n in result.skipped.items():
             stats.skip(direction, reason, n)
         result.accepted = len(events)
-        result.body = {"accepted": len(events), "skipped": dict(result.skipped)}
+        # Nothing changes `skipped` from here on: the answer and the log line share it.
+        result.body = {"accepted": len(events), "skipped": result.skipped}
         return result
 
     def _send_batch(self, direction: Direction, bodies: list[str]) -> None:
-        pending = {str(i): body for i, body in enumerate(bodies)}
+        # One attribute object for the call's entries: the client only reads its input.
+        attributes = {"direction": {"DataType": "String", "StringValue": direction}}
+        pending = [{"Id": str(i), "MessageBody": body, "MessageAttributes": attributes}
+                   for i, body in enumerate(bodies)]
         sqs = self.runtime.aws.sqs
         for _ in range(ENQUEUE_ATTEMPTS):
             try:
-                reply = sqs.send_message_batch(QueueUrl=self.runtime.settings.queue_url, Entries=[
-                    {"Id": key, "MessageBody": body, "MessageAttributes": {
-                        "direction": {"DataType": "String", "StringValue": direction}}}
-                    for key, body in pending.items()])
+                reply = sqs.send_message_batch(QueueUrl=self.runtime.settings.queue_url,
+                                               Entries=pending)
             except Exception as error:
                 log("enqueue failed", "WARNING", error=type(error).__name__)
                 continue
-            for entry in reply.get("Successful", []):
-                pending.pop(entry["Id"], None)
+            sent = {entry["Id"] for entry in reply.get("Successful", [])}
+            pending = [entry for entry in pending if entry["Id"] not in sent]
             if not pending:
                 return
         # The sender retries the whole request; events already queued may then be queued

@@ -6,6 +6,7 @@ logs, and this keeps both the import and each line cheap.
 
 from __future__ import annotations
 
+import json.encoder
 import sys
 import threading
 import time
@@ -17,7 +18,12 @@ _target: IO[str] | None = None
 # Built once: json.dumps with options builds an encoder per call. default=str keeps an odd
 # field value from ever failing a request.
 _encode = compact_encoder(default=str)
+_text = json.encoder.encode_basestring_ascii  # a str as a JSON string, as _encode writes it
+_RESERVED = frozenset({"time", "level", "message"})
 _lock = threading.Lock()
+# Per thread: the summary lines held back while `bridge_code.metrics.measured` runs a handler
+# on that thread (None: write them at once).
+_local = threading.local()
 # A log line stays small whatever a request holds (a 100 KB path must not become a 100 KB
 # line): every text field is cut to this many characters.
 LOG_FIELD_MAX_CHARS = 256
@@ -66,15 +72,69 @@ def preview(text: str, limit: int = LOG_FIELD_MAX_CHARS) -> str:
     return f"{text[:limit]}...({len(text)} chars)"
 
 
-def log(message: str, level: str = "INFO", **fields: Any) -> None:
-    record = {"time": utc_timestamp_ms(), "level": level, "message": message}
+def _line(message: str, level: str, fields: dict[str, Any]) -> str:
+    """`{"time": ..., "level": level, "message": message, **fields}` as one JSON line, every
+    text field cut to `LOG_FIELD_MAX_CHARS`."""
+    now = utc_timestamp_ms()
+    if _RESERVED.isdisjoint(fields):
+        # The leading members written directly (the time text needs no escaping), the fields
+        # in one call. A text field over the limit makes them longer than the limit: only
+        # then are the fields looked at one by one.
+        members = _encode(fields)
+        if len(members) <= LOG_FIELD_MAX_CHARS or not any(
+                type(v) is str and len(v) > LOG_FIELD_MAX_CHARS for v in fields.values()):
+            head = f'{{"time":"{now}","level":{_text(level)},"message":{_text(message)}'
+            return f"{head},{members[1:]}" if fields else head + "}"
+    record = {"time": now, "level": level, "message": message, **fields}
     for key, value in fields.items():
-        record[key] = preview(value) if type(value) is str else value
-    line = _encode(record) + "\n"
+        if type(value) is str and len(value) > LOG_FIELD_MAX_CHARS:
+            record[key] = preview(value)
+    return _encode(record)
+
+
+def _write(text: str) -> None:
     stream = _target or sys.stdout
     with _lock:
         try:
-            stream.write(line)
+            stream.write(text)
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed or broken stream must never fail a request
+
+
+def log(message: str, level: str = "INFO", **fields: Any) -> None:
+    _write(_line(message, level, fields) + "\n")
+
+
+def summary(message: str, **fields: Any) -> None:
+    """The one line that sums up an invocation (a request, a batch). Held back while
+    `hold_summaries` is in force on this thread, so that the invocation's metrics can join it
+    (`release_summaries`); written at once otherwise."""
+    text = _line(message, "INFO", fields)
+    held: list[str] | None = getattr(_local, "held", None)
+    if held is None:
+        _write(text + "\n")
+    else:
+        held.append(text)
+
+
+def hold_summaries() -> None:
+    """Hold this thread's summary lines until `release_summaries`."""
+    _local.held = []
+
+
+def release_summaries(documents: list[str]) -> None:
+    """Stop holding, and write the held summary lines with the members of `documents` (JSON
+    objects with at least one member; in Lambda the invocation's EMF metrics) joined to the
+    first of them; documents left over are lines of their own. All of it in one write: one
+    system call per invocation."""
+    lines: list[str] = getattr(_local, "held", None) or []
+    _local.held = None
+    rest = documents
+    if lines and documents:
+        # '{"time":...,"message":"request",...}' + '{"_aws":...}' -> '{"time":...,"_aws":...}'
+        lines[0] = f"{lines[0][:-1]},{documents[0][1:]}"
+        rest = documents[1:]
+    lines += [f"{_line('metrics', 'INFO', {})[:-1]},{document[1:]}" for document in rest]
+    if lines:
+        _write("\n".join(lines) + "\n")

@@ -272,7 +272,16 @@ _cached_userflow_name = functools.lru_cache(maxsize=NAME_CACHE_ENTRIES)(_userflo
 
 def title_case(name: str) -> str:
     """flow_started -> "Flow Started", as Userflow's own analytics integrations name events."""
+    if len(name) <= NAME_CACHE_MAX_CHARS:  # a few event names, every notification
+        return _cached_title_case(name)
+    return _title_case(name)
+
+
+def _title_case(name: str) -> str:
     return " ".join(w[:1].upper() + w[1:] for w in _SNAKE_SEPARATORS.split(name) if w)
+
+
+_cached_title_case = functools.lru_cache(maxsize=NAME_CACHE_ENTRIES)(_title_case)
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -428,10 +437,18 @@ def segment_message_id(notification_id: str) -> str:
     return message_id
 
 
-def userflow_notification_to_segment(notification: object,
-                                     config: MappingConfig) -> JsonObject | Skip:
-    """Map one Userflow webhook notification to a Segment track or identify message."""
-    cfg = config.userflow_to_segment
+def userflow_skip(notification: object, config: MappingConfig) -> Skip | None:
+    """Why this Userflow notification would not be forwarded, or None: the checks of
+    `userflow_notification_to_segment` without building the message (the ingest handler's
+    part, as `segment_skip` is for Segment events)."""
+    checked = _checked_notification(notification, config.userflow_to_segment)
+    return checked if isinstance(checked, Skip) else None
+
+
+def _checked_notification(notification: object, cfg: UserflowToSegment
+                          ) -> Skip | tuple[Mapping[str, Any], str, Mapping[str, Any], str, bool]:
+    """A notification the mapping forwards as (notification, its id, its data object, the
+    user id, whether it is a tracked event rather than a user), or why it does not."""
     if not is_mapping(notification):
         return Skip(SKIP_INVALID)
     notification_id = _id_string(notification.get("id"))
@@ -440,13 +457,12 @@ def userflow_notification_to_segment(notification: object,
     obj = data.get("object") if is_mapping(data) else None
     if notification_id is None or not isinstance(topic, str) or not is_mapping(obj):
         return Skip(SKIP_INVALID)
-    context: JsonObject = {SEGMENT_MARKER_KEY: dict(SEGMENT_MARKER)}
-    attributes = obj.get("attributes")
-    attributes = dict(attributes) if is_mapping(attributes) else {}
-    if topic == "event.tracked" or topic.startswith("event.tracked."):
+    tracked = topic == "event.tracked" or topic.startswith("event.tracked.")
+    if tracked:
         if not cfg.events:
             return Skip(SKIP_DISABLED)
-        if attributes.get(BRIDGED_FROM_ATTRIBUTE) == BRIDGED_FROM_VALUE:
+        attributes = obj.get("attributes")
+        if is_mapping(attributes) and attributes.get(BRIDGED_FROM_ATTRIBUTE) == BRIDGED_FROM_VALUE:
             return Skip(SKIP_ECHO)
         user_id = _id_string(obj.get("user_id"))
         if user_id is None:
@@ -454,6 +470,30 @@ def userflow_notification_to_segment(notification: object,
         name = obj.get("name")
         if not isinstance(name, str) or not name.strip():
             return Skip(SKIP_INVALID)
+    elif topic in {"user.created", "user.updated"}:
+        if not cfg.users:
+            return Skip(SKIP_DISABLED)
+        user_id = _id_string(obj.get("id"))
+        if user_id is None:
+            return Skip(SKIP_NO_USER_ID)
+    else:
+        return Skip(SKIP_UNSUPPORTED)
+    return notification, notification_id, obj, user_id, tracked
+
+
+def userflow_notification_to_segment(notification: object,
+                                     config: MappingConfig) -> JsonObject | Skip:
+    """Map one Userflow webhook notification to a Segment track or identify message."""
+    cfg = config.userflow_to_segment
+    checked = _checked_notification(notification, cfg)
+    if isinstance(checked, Skip):
+        return checked
+    notification, notification_id, obj, user_id, tracked = checked
+    context: JsonObject = {SEGMENT_MARKER_KEY: dict(SEGMENT_MARKER)}
+    attributes = obj.get("attributes")
+    attributes = dict(attributes) if is_mapping(attributes) else {}
+    if tracked:
+        name = obj["name"]
         group_id = _id_string(obj.get("group_id"))
         if group_id is not None:
             context["groupId"] = group_id
@@ -464,16 +504,9 @@ def userflow_notification_to_segment(notification: object,
             "properties": attributes,
         }
         timestamp = obj.get("time") or obj.get("created_at") or notification.get("created_at")
-    elif topic in {"user.created", "user.updated"}:
-        if not cfg.users:
-            return Skip(SKIP_DISABLED)
-        user_id = _id_string(obj.get("id"))
-        if user_id is None:
-            return Skip(SKIP_NO_USER_ID)
+    else:
         message = {"type": "identify", "userId": user_id, "traits": attributes}
         timestamp = notification.get("created_at")
-    else:
-        return Skip(SKIP_UNSUPPORTED)
     message["messageId"] = segment_message_id(notification_id)
     if isinstance(timestamp, str) and timestamp:
         message["timestamp"] = timestamp

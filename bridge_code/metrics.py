@@ -7,13 +7,24 @@ path and no permission beyond writing logs.
 
 What to emit comes from the `BRIDGE_METRICS` variable, written by the IaC from its single
 definition (components/aws/metrics.py); without it (local runner, unit tests) nothing is
-emitted. An invocation's counts are the change of the container's `BridgeStats` across it:
-Lambda runs one invocation at a time per container, so the change is exactly this one's.
+emitted. An invocation's counts are what the container's `BridgeStats` counted during it
+(`take_changes`): Lambda runs one invocation at a time per container, so they are exactly
+this one's.
 
-EMF gives a dimension one value per log line, so an invocation writes one line per direction
-it touched and one per (direction, skip reason). Dimension values are never taken from a
+EMF gives a dimension one value per document, so an invocation writes one document per
+direction it touched (its counters and latencies, and its first skip reason as a second
+directive) and one more per further skip reason. Dimension values are never taken from a
 request: directions must be one of the definition's, reasons must look like the bridge's
 reason names (anything else is counted as "other").
+
+CloudWatch Logs bills every byte, and at one request per webhook these documents are most of
+what the bridge logs, so they stay small: a document carries only the metrics with a count
+(a zero adds nothing to a Sum), except that the first document of a direction in each minute
+of a container carries every counter, zeros included, so that a graph shows 0 rather than a
+gap for a quiet counter of an active bridge. The first document rides on the invocation's own
+log line (`logs.summary`: the request or batch line), which saves a line's fields and its
+per-event charge. The parts that never change in a container (namespace, dimension names,
+metric definitions, environment) are serialized once.
 """
 
 from __future__ import annotations
@@ -23,13 +34,14 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from bridge_code.logs import log
+from bridge_code import logs
+from bridge_code.jsonenc import compact_encoder
 
 if TYPE_CHECKING:
-    from bridge_code.stats import BridgeStats
+    from bridge_code.stats import BridgeStats, Changes
 
 SETTINGS_VARIABLE = "BRIDGE_METRICS"
 # EMF: at most 100 values for one metric in one document.
@@ -38,10 +50,10 @@ REASON_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 OTHER_REASON = "other"
 COUNT = "Count"
 MILLISECONDS = "Milliseconds"
-
-Snapshot = Mapping[str, Mapping[str, Any]]
-"""`BridgeStats.snapshot()`: direction -> {counter: n, ..., "skipped": {reason: n}}."""
-Document = dict[str, Any]
+# Zeros are written once per this many milliseconds per direction and container: CloudWatch's
+# finest standard period is a minute, so every minute with activity has them.
+ZEROS_EVERY_MS = 60_000
+_text = compact_encoder(ensure_ascii=True)
 
 
 class MetricsSettingsError(ValueError):
@@ -106,64 +118,18 @@ def _is_name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= 255
 
 
-@dataclass
-class Activity:
-    """What one invocation did in one direction."""
-
-    counters: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, int] = field(default_factory=dict)
-    latencies_ms: list[int] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return any(self.counters.values()) or any(self.skipped.values()) or bool(
-            self.latencies_ms)
-
-
 def reason_name(reason: str) -> str:
     """The reason as a dimension value: the bridge's own names pass, anything else is "other"."""
     return reason if REASON_NAME.match(reason) else OTHER_REASON
-
-
-def activity(spec: MetricsSpec, before: Snapshot, after: Snapshot,
-             latencies_ms: Mapping[str, list[int]]) -> dict[str, Activity]:
-    """Per direction of the definition that changed: counter and skip changes from `before`
-    to `after` (a counter the bridge does not keep yet counts 0), and the settled events'
-    latencies."""
-    found: dict[str, Activity] = {}
-    for direction in spec.directions:
-        old, new = before.get(direction, {}), after.get(direction, {})
-        if old == new and not latencies_ms.get(direction):
-            continue  # the usual case for one of the two directions: nothing to compute
-        counters = {counter: max(0, _count(new, counter) - _count(old, counter))
-                    for counter in spec.counters}
-        skipped: dict[str, int] = {}
-        old_skips, new_skips = _skips(old), _skips(new)
-        for reason, n in new_skips.items():
-            change = n - old_skips.get(reason, 0)
-            if change > 0:
-                name = reason_name(reason)
-                skipped[name] = skipped.get(name, 0) + change
-        found[direction] = Activity(counters, skipped, list(latencies_ms.get(direction, [])))
-    return found
-
-
-def _count(counts: Mapping[str, Any], counter: str) -> int:
-    value = counts.get(counter, 0)
-    return value if isinstance(value, int) else 0
-
-
-def _skips(counts: Mapping[str, Any]) -> dict[str, int]:
-    skipped = counts.get("skipped", {})
-    if not isinstance(skipped, Mapping):
-        return {}
-    return {str(k): v for k, v in skipped.items() if isinstance(v, int)}
 
 
 def settled_latencies_ms(event: object, answer: object, now_ms: int,
                          directions: Iterable[str]) -> dict[str, list[int]]:
     """Enqueue-to-settled time of each SQS record the delivery answer did not hand back
     (delivered, skipped or dead-lettered), by the record's `direction` attribute."""
-    if not isinstance(event, Mapping) or not isinstance(event.get("Records"), list):
+    # A dict first: the Mapping check (an ABC) costs more, and every invocation asks it.
+    if not (type(event) is dict or isinstance(event, Mapping)) \
+            or not isinstance(event.get("Records"), list):
         return {}
     known = set(directions)
     failures = answer.get("batchItemFailures") if isinstance(answer, Mapping) else None
@@ -195,83 +161,156 @@ def _sent_timestamp_ms(record: Mapping[str, Any]) -> int | None:
         return None
 
 
-def emf_documents(spec: MetricsSpec, activities: Mapping[str, Activity],
-                  timestamp_ms: int) -> list[Document]:
-    """The EMF log lines for one invocation: per direction with any activity, its counters
-    (zeros included, so a graph shows 0 rather than a gap) and latencies; per skip reason,
-    its count."""
-    documents: list[Document] = []
-    for direction in spec.directions:
-        done = activities.get(direction)
-        if not done:
-            continue
-        base = {spec.environment_dimension: spec.environment,
-                spec.direction_dimension: direction}
-        chunks = [done.latencies_ms[i:i + MAX_VALUES_PER_METRIC]
-                  for i in range(0, len(done.latencies_ms), MAX_VALUES_PER_METRIC)]
-        values: dict[str, tuple[str, int | list[int]]] = {
-            spec.counters[c]: (COUNT, n) for c, n in done.counters.items()}
-        if chunks:
-            values[spec.latency_ms] = (MILLISECONDS, chunks[0])
-        documents.append(_document(spec, base, values, timestamp_ms))
-        for chunk in chunks[1:]:
-            documents.append(
-                _document(spec, base, {spec.latency_ms: (MILLISECONDS, chunk)}, timestamp_ms))
-        for reason in sorted(done.skipped):
-            documents.append(_document(
-                spec, {**base, spec.reason_dimension: reason},
-                {spec.skipped: (COUNT, done.skipped[reason])}, timestamp_ms))
-    return documents
+def _definition(name: str, unit: str) -> str:
+    return f'{{"Name":{_text(name)},"Unit":"{unit}"}}'
 
 
-def _document(spec: MetricsSpec, dimensions: dict[str, str],
-              values: Mapping[str, tuple[str, int | list[int]]], timestamp_ms: int) -> Document:
-    return {
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": spec.namespace,
-                "Dimensions": [list(dimensions)],
-                "Metrics": [{"Name": name, "Unit": unit} for name, (unit, _) in values.items()],
-            }],
-        },
-        **dimensions,
-        **{name: value for name, (_, value) in values.items()},
-    }
+class EmfWriter:
+    """One container's EMF documents, as JSON text, from what its invocations counted."""
+
+    def __init__(self, spec: MetricsSpec) -> None:
+        self.spec = spec
+        namespace = _text(spec.namespace)
+        environment, direction = _text(spec.environment_dimension), _text(spec.direction_dimension)
+        reason = _text(spec.reason_dimension)
+        self._directive = (f'{{"Namespace":{namespace},"Dimensions":[[{environment},'
+                           f'{direction}]],"Metrics":[')
+        self._reason_directive = (
+            f'{{"Namespace":{namespace},"Dimensions":[[{environment},{direction},{reason}]],'
+            f'"Metrics":[{_definition(spec.skipped, COUNT)}]}}')
+        self._definitions = {counter: _definition(name, COUNT)
+                             for counter, name in spec.counters.items()}
+        self._values = {counter: f"{_text(name)}:" for counter, name in spec.counters.items()}
+        self._latency = (_definition(spec.latency_ms, MILLISECONDS), f"{_text(spec.latency_ms)}:")
+        self._roots = {d: f"{environment}:{_text(spec.environment)},{direction}:{_text(d)}"
+                       for d in spec.directions}
+        self._reason = f",{reason}:"
+        self._skipped = f",{_text(spec.skipped)}:"
+        # (counters written, with latencies) -> the directive naming them; a few at most.
+        self._directives: dict[tuple[tuple[str, ...], bool], str] = {}
+        self._zeros_written: dict[str, int] = {}  # direction -> the ZEROS_EVERY_MS slot
+        # The usual invocation counts one thing (a request accepted, a batch delivered) and
+        # the minute's zeros are written: its document, but for the time and the number.
+        self._single = {
+            (d, counter): f"{self._directive_for((counter,), False)}]}},{self._roots[d]},"
+                          f"{self._values[counter]}"
+            for d in spec.directions for counter in spec.counters}
+
+    def documents(self, counts: Changes, skips: Changes, latencies_ms: Mapping[str, list[int]],
+                  timestamp_ms: int) -> list[str]:
+        """The EMF documents (JSON objects) for one invocation's counts, skips (both keyed
+        by (direction, name), as `BridgeStats.take_changes` gives them) and settled
+        latencies; none for an invocation that counted nothing."""
+        if len(counts) == 1 and not skips and not latencies_ms:
+            ((direction, counter), n), = counts.items()
+            single = self._single.get((direction, counter))
+            if single is not None and n > 0 and \
+                    self._zeros_written.get(direction) == timestamp_ms // ZEROS_EVERY_MS:
+                return [f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":['
+                        f'{single}{n}}}']
+        counted: dict[str, dict[str, int]] = {}
+        for (direction, counter), n in counts.items():
+            if n > 0 and counter in self._values:  # counters that are no metric stay out
+                counted.setdefault(direction, {})[counter] = n
+        reasons: dict[str, dict[str, int]] = {}
+        for (direction, reason), n in skips.items():
+            if n > 0:
+                named = reasons.setdefault(direction, {})
+                name = reason_name(reason)
+                named[name] = named.get(name, 0) + n
+        if not (counted or reasons or latencies_ms):
+            return []
+        documents: list[str] = []
+        head = f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":['
+        slot = timestamp_ms // ZEROS_EVERY_MS
+        for direction in self.spec.directions:
+            found = counted.get(direction, {})
+            named = reasons.get(direction, {})
+            latencies = latencies_ms.get(direction) or []
+            if not (found or named or latencies):
+                continue
+            if self._zeros_written.get(direction) == slot:
+                written = tuple(counter for counter in self._values if counter in found)
+            else:
+                self._zeros_written[direction] = slot
+                written = tuple(self._values)
+            chunks = [latencies[i:i + MAX_VALUES_PER_METRIC]
+                      for i in range(0, len(latencies), MAX_VALUES_PER_METRIC)]
+            values = [f"{self._values[counter]}{found.get(counter, 0)}" for counter in written]
+            if chunks:
+                values.append(self._latency_value(chunks[0]))
+            directives = [self._directive_for(written, bool(chunks))] if values else []
+            ordered = sorted(named)
+            if ordered:
+                # The first reason rides along as a further directive (a second dimension
+                # set over the same root): no document of its own for the common single skip.
+                first = ordered.pop(0)
+                directives.append(self._reason_directive)
+                values.append(f"{self._reason[1:]}{_text(first)}{self._skipped}{named[first]}")
+            root = self._roots[direction]
+            # Never empty: an active direction has a count, a latency or a skip reason.
+            documents.append(f"{head}{','.join(directives)}]}},{root},{','.join(values)}}}")
+            for chunk in chunks[1:]:
+                documents.append(f"{head}{self._directive_for((), True)}]}},{root},"
+                                 f"{self._latency_value(chunk)}}}")
+            for reason in ordered:
+                documents.append(f"{head}{self._reason_directive}]}},{root}{self._reason}"
+                                 f"{_text(reason)}{self._skipped}{named[reason]}}}")
+        return documents
+
+    def _directive_for(self, counters: tuple[str, ...], latencies: bool) -> str:
+        directive = self._directives.get((counters, latencies))
+        if directive is None:
+            definitions = [self._definitions[counter] for counter in counters]
+            if latencies:
+                definitions.append(self._latency[0])
+            directive = f"{self._directive}{','.join(definitions)}]}}"
+            self._directives[counters, latencies] = directive
+        return directive
+
+    def _latency_value(self, chunk: list[int]) -> str:
+        return f"{self._latency[1]}[{','.join(str(int(v)) for v in chunk)}]"
 
 
 _UNREAD = object()
-_spec: object = _UNREAD
+_writer: object = _UNREAD
 
 
-def configured_spec(env: Mapping[str, str] | None = None) -> MetricsSpec | None:
-    """The container's definition, read once; a bad one is logged and disables metrics (the
-    events keep flowing: metrics are never worth a failed request)."""
-    global _spec
-    if _spec is _UNREAD:
+def configured_writer(env: Mapping[str, str] | None = None) -> EmfWriter | None:
+    """The container's writer, from its definition read once; a bad one is logged and
+    disables metrics (the events keep flowing: metrics are never worth a failed request)."""
+    global _writer
+    if _writer is _UNREAD:
         text = (os.environ if env is None else env).get(SETTINGS_VARIABLE, "").strip()
         try:
-            _spec = MetricsSpec.from_json(text) if text else None
+            _writer = EmfWriter(MetricsSpec.from_json(text)) if text else None
         except MetricsSettingsError as error:
-            log("metrics disabled", "ERROR", error=str(error))
-            _spec = None
-    return _spec if isinstance(_spec, MetricsSpec) else None
+            logs.log("metrics disabled", "ERROR", error=str(error))
+            _writer = None
+    return _writer if isinstance(_writer, EmfWriter) else None
 
 
 def measured(stats: BridgeStats, handle: Callable[[Any, Any], dict[str, Any]],
              event: Any, context: Any, clock: Callable[[], float] = time.time) -> dict[str, Any]:
-    """`handle(event, context)`, then this invocation's metrics as EMF lines."""
-    spec = configured_spec()
-    if spec is None:
+    """`handle(event, context)`, then its log line carrying this invocation's metrics."""
+    writer = configured_writer()
+    if writer is None:
         return handle(event, context)
-    before = stats.snapshot()
-    answer = handle(event, context)
+    stats.take_changes()  # counted outside any invocation (none in Lambda): not this one's
+    logs.hold_summaries()
+    try:
+        answer = handle(event, context)
+    except BaseException:
+        logs.release_summaries([])
+        raise
     try:
         now_ms = round(clock() * 1000)
-        latencies = settled_latencies_ms(event, answer, now_ms, spec.directions)
-        for document in emf_documents(spec, activity(spec, before, stats.snapshot(), latencies),
-                                      now_ms):
-            log("metrics", **document)
+        counts, skips = stats.take_changes()
+        documents = writer.documents(
+            counts, skips, settled_latencies_ms(event, answer, now_ms, writer.spec.directions),
+            now_ms)
     except Exception as error:
-        log("metrics failed", "WARNING", error=type(error).__name__)
+        documents = []
+        logs.log("metrics failed", "WARNING", error=type(error).__name__)
+    logs.release_summaries(documents)
     return answer

@@ -25,6 +25,18 @@ from components.project import component_type
 INGEST_HANDLER = "bridge_code.ingest.handler"
 DELIVERY_HANDLER = "bridge_code.delivery.handler"
 MEMORY_MB = 256
+# The functions' lines are JSON (and so is what Lambda writes itself). The bridge's own lines
+# pass at INFO; Lambda's own records only at WARN and above (errors: a crash, a timeout).
+# Its INFO records, platform.start and platform.report (the START/END/REPORT lines of the
+# text format), would add about 430 billed bytes per invocation, nearly what the bridge logs
+# for a webhook (its request line with its metrics). Without them the log group does not
+# show each invocation's duration, billed duration, memory used and init time: the
+# AWS/Lambda metrics keep duration, errors and throttles (dashboard, alarms), but memory
+# used per invocation is recorded nowhere (set SYSTEM_LOG_LEVEL to "INFO" while sizing
+# memory). bench/cost_model.py counts the records by this setting.
+LOG_FORMAT = "JSON"
+APPLICATION_LOG_LEVEL = "INFO"
+SYSTEM_LOG_LEVEL = "WARN"
 
 PolicyDocument = dict[str, Any]
 
@@ -327,10 +339,10 @@ class BridgeFunctions(pulumi.ComponentResource):
             reserved_concurrent_executions=spec.reserved_concurrency,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=spec.environment),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON",
+                log_format=LOG_FORMAT,
                 log_group=log_group.name,
-                application_log_level="INFO",
-                system_log_level="WARN",
+                application_log_level=APPLICATION_LOG_LEVEL,
+                system_log_level=SYSTEM_LOG_LEVEL,
             ),
             # The first invocation must already be allowed to read its secrets and log.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),

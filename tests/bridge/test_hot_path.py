@@ -8,23 +8,37 @@ these tests hold them to the standard call's result.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import threading
 from typing import Any, cast
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge_code import envelope, logs, signatures
 from bridge_code.aws import AwsClients
 from bridge_code.delivery import DeliveryApp
 from bridge_code.envelope import Envelope, compact_json, encode_envelope
+from bridge_code.ingest import _lower_case_headers
 from bridge_code.jsonenc import compact_encoder
 from bridge_code.ledger import DELIVERED
 from bridge_code.logs import utc_isoformat, utc_timestamp_ms
-from bridge_code.mapping import MappingConfig, SegmentToUserflow, ViewMapping, segment_skip
+from bridge_code.mapping import (
+    MappingConfig,
+    SegmentToUserflow,
+    Skip,
+    UserflowToSegment,
+    ViewMapping,
+    segment_skip,
+    userflow_notification_to_segment,
+    userflow_skip,
+)
 from bridge_code.runtime import BridgeRuntime
 from bridge_code.secret_store import SecretStore
 from bridge_code.settings import BridgeSettings
+from bridge_code.signatures import SignatureError, parse_userflow_header
 from bridge_code.upstream import Outcome, UpstreamClient
 from tests.bridge.helpers import FakeUpstream, MemoryLedger, load_event
 
@@ -42,6 +56,79 @@ def test_prebuilt_encoders_write_what_json_writes(value: Any) -> None:
         value, separators=(",", ":"), ensure_ascii=False)
     assert compact_encoder(default=str)(value) == json.dumps(
         value, separators=(",", ":"), default=str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["time", "level", "message", "route"]) | st.text(max_size=4),
+                       JSON_VALUES | st.text(min_size=250, max_size=300), max_size=5),
+       st.text(max_size=8), st.sampled_from(["INFO", "WARNING"]))
+def test_log_lines_write_what_the_whole_record_encodes_to(fields: dict[str, Any], message: str,
+                                                          level: str) -> None:
+    record = {"time": "T", "level": level, "message": message}
+    record.update({k: logs.preview(v) if type(v) is str else v for k, v in fields.items()})
+    with mock.patch.object(logs, "utc_timestamp_ms", lambda: "T"):
+        assert logs._line(message, level, fields) == json.dumps(
+            record, separators=(",", ":"), default=str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES.map(json.dumps) | st.text(max_size=12).map(lambda t: "{" + t + "}")
+       | st.sampled_from(['{"a":1}x}', '{"a":1} ', ' {"a":1}', '{"a":1}}', "{}", "{"]))
+def test_envelope_bodies_parse_as_json_loads_parses_them(body: str) -> None:
+    def outcome(parse: Any) -> str:
+        try:
+            return json.dumps(parse(body))  # as text: NaN equals NaN
+        except ValueError as error:
+            return f"{type(error).__name__}: {error}"
+
+    assert outcome(envelope._parse) == outcome(json.loads)
+
+
+_DIGEST = "0123456789abcdefABCDEF" * 3
+_USERFLOW_HEADERS = st.builds(
+    lambda t, sep, digest, tail: f"t={t}{sep}v1={digest}{tail}",
+    st.sampled_from(["1700000000", "1" * 12, "1" * 13, "", "x", "\u00b2"]),
+    st.sampled_from([",", ", ", ";"]),
+    st.sampled_from([_DIGEST[:64], _DIGEST[:63], _DIGEST[:64] + "0", "g" * 64]),
+    st.sampled_from(["", ",v1=" + "a" * 64, ",", " "])) | st.text(max_size=80)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_USERFLOW_HEADERS)
+def test_the_usual_userflow_header_reads_as_the_general_parse_reads_it(header: str) -> None:
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(header)
+        except SignatureError as error:
+            return str(error)
+
+    assert outcome(parse_userflow_header) == outcome(signatures._parse_any_userflow_header)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=10), st.binary(max_size=100),
+       st.sampled_from(["sha1", "sha256"]))
+def test_hmac_digests_are_the_standard_librarys(secret: str, payload: bytes,
+                                               algorithm: str) -> None:
+    expected = hmac.digest(secret.encode("utf-8"), payload, algorithm).hex()
+    assert signatures._hex_digest(secret, payload, algorithm) == expected
+
+
+# Upper-case sigma (lower-cased by context), sharp s, dotted capital I (two characters once
+# lower-cased), digits only, empty.
+_HEADER_NAMES = st.sampled_from(["x-signature", "X-Signature", "content-type",
+                                 "\u03a3\u0391\u03a3", "\u03c3", "\u00df", "\u0130",
+                                 "x-1", "123", ""]) | st.text(max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_HEADER_NAMES | st.integers(), st.text(max_size=4) | st.integers(),
+                       max_size=6))
+def test_headers_taken_as_they_are_equal_the_lower_cased_copy(headers: dict[Any, Any]) -> None:
+    copy = {str(k).lower(): str(v) for k, v in headers.items()}
+    taken = _lower_case_headers(headers)
+    assert taken == copy and list(taken) == list(copy)
+    assert all(type(k) is str and type(v) is str for k, v in taken.items())
 
 
 def test_log_encoder_falls_back_to_str_for_odd_values() -> None:
@@ -69,6 +156,46 @@ def test_encode_envelope_matches_the_envelope_method() -> None:
     # A refused character in the raw text means the escaped re-serialization is queued.
     refused = encode_envelope("segment_to_userflow", event, "t", "r", raw + "\ufffe")
     assert "\ufffe" not in refused and json.loads(refused)["event"] == event
+
+
+_ODD: tuple[Any, ...] = (None, 0, 7, "", " ", "x", [], {})
+
+
+def _either(*usual: Any) -> st.SearchStrategy[Any]:
+    """Mostly a well-formed value, sometimes an odd one, sometimes absent (`...`)."""
+    return st.sampled_from([*usual * 12, ..., *_ODD])
+
+
+@st.composite
+def _notifications(draw: st.DrawFn) -> Any:
+    def put(target: dict[str, Any], key: str, value: Any) -> None:
+        if value is not ...:
+            target[key] = value
+
+    attributes: dict[str, Any] = {}
+    put(attributes, "bridged_from", draw(_either("segment", "other")))
+    obj: dict[str, Any] = {}
+    for key, values in (("user_id", ("u1", 7)), ("id", ("u1", 7)), ("name", ("flow_started",)),
+                        ("group_id", ("g1",)), ("time", ("2024-01-01",))):
+        put(obj, key, draw(_either(*values)))
+    put(obj, "attributes", draw(_either(attributes)))
+    notification: dict[str, Any] = {}
+    put(notification, "id", draw(_either("wn_1", 5)))
+    put(notification, "topic", draw(_either("event.tracked", "event.tracked.flow_started",
+                                            "event.trackedx", "user.created", "user.updated",
+                                            "group.created")))
+    put(notification, "data", draw(_either({"object": obj})))
+    put(notification, "created_at", draw(_either("2024-01-01T00:00:00Z")))
+    return draw(_either(notification))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_notifications(), st.booleans(), st.booleans())
+def test_the_ingest_skip_check_decides_as_the_whole_mapping(notification: Any, events: bool,
+                                                            users: bool) -> None:
+    config = MappingConfig(userflow_to_segment=UserflowToSegment(events=events, users=users))
+    mapped = userflow_notification_to_segment(notification, config)
+    assert userflow_skip(notification, config) == (mapped if isinstance(mapped, Skip) else None)
 
 
 def test_enabled_types_follow_the_switches() -> None:

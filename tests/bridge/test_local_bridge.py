@@ -177,7 +177,11 @@ def test_failed_delivery_comes_back_from_sqs_within_seconds(upstream: FakeUpstre
         assert wait_for(lambda: len(upstream.delivered("/users")) == 1, timeout=15)
         assert time.monotonic() - started < 10
         assert bridge.runtime is not None
-        s = bridge.runtime.stats.snapshot()["segment_to_userflow"]
+        runtime = bridge.runtime
+        # Counted once the ledger has recorded the delivery, a moment after Userflow's answer.
+        assert wait_for(lambda: runtime.stats.snapshot()["segment_to_userflow"]["delivered"] == 1,
+                        timeout=5)
+        s = runtime.stats.snapshot()["segment_to_userflow"]
         assert s["requeued"] == 1 and s["delivered"] == 1 and s["dead_lettered"] == 0
 
 

@@ -20,10 +20,10 @@ from moto import mock_aws
 
 from bridge_code import delivery, ingest, logs, metrics
 from bridge_code.metrics import (
+    ZEROS_EVERY_MS,
+    EmfWriter,
     MetricsSettingsError,
     MetricsSpec,
-    activity,
-    emf_documents,
     measured,
     settled_latencies_ms,
 )
@@ -75,20 +75,27 @@ def emf_problems(document: dict[str, Any]) -> list[str]:
 
 
 def values_by_dimensions(documents: list[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any]]:
-    """{(direction[, reason]): {metric: value}} over `documents`."""
+    """{(direction[, reason]): {metric: value}} over `documents`, directive by directive."""
     found: dict[tuple[str, ...], dict[str, Any]] = {}
     for document in documents:
-        (directive,) = document["_aws"]["CloudWatchMetrics"]
-        (dimensions,) = directive["Dimensions"]
-        assert document[dimensions[0]] == "staging"
-        key = tuple(document[d] for d in dimensions[1:])
-        for metric in directive["Metrics"]:
-            found.setdefault(key, {})[metric["Name"]] = document[metric["Name"]]
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            (dimensions,) = directive["Dimensions"]
+            assert document[dimensions[0]] == "staging"
+            key = tuple(document[d] for d in dimensions[1:])
+            for metric in directive["Metrics"]:
+                assert metric["Name"] not in found.get(key, {}), "a metric counted twice"
+                found.setdefault(key, {})[metric["Name"]] = document[metric["Name"]]
     return found
 
 
-def stats_after(*steps: tuple[str, str, str, int]) -> BridgeStats:
-    stats = BridgeStats()
+def emitted(writer: EmfWriter, stats: BridgeStats, latencies: dict[str, list[int]] | None = None,
+            now_ms: int = NOW_MS) -> list[dict[str, Any]]:
+    """The documents of what `stats` counted since its last `take_changes`, parsed."""
+    counts, skips = stats.take_changes()
+    return [json.loads(text) for text in writer.documents(counts, skips, latencies or {}, now_ms)]
+
+
+def count(stats: BridgeStats, *steps: tuple[str, str, str, int]) -> BridgeStats:
     for kind, direction, name, n in steps:
         if kind == "add":
             stats.add(direction, name, n)  # type: ignore[arg-type]
@@ -109,7 +116,7 @@ def log_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     stream = io.StringIO()
     monkeypatch.setattr(logs, "_target", stream)
     # The definition is read once per container: start each test from an unread one.
-    monkeypatch.setattr(metrics, "_spec", metrics._UNREAD)
+    monkeypatch.setattr(metrics, "_writer", metrics._UNREAD)
     yield stream
 
 
@@ -142,15 +149,21 @@ def test_a_bad_definition_is_refused_naming_the_member(text: str, member: str) -
 
 def test_an_invocation_emits_its_own_counts_per_direction_as_valid_emf() -> None:
     # GIVEN a container that already counted earlier invocations
-    before = stats_after(("add", "segment_to_userflow", "accepted", 7),
-                         ("skip", "segment_to_userflow", "echo", 2)).snapshot()
+    writer, stats = EmfWriter(SPEC), BridgeStats()
+    count(stats, ("add", "segment_to_userflow", "accepted", 7),
+          ("skip", "segment_to_userflow", "echo", 2))
+    stats.take_changes()
     # WHEN this invocation accepts 3 and skips 2 (one echo, one without a user id)
-    after = stats_after(("add", "segment_to_userflow", "accepted", 10),
-                        ("skip", "segment_to_userflow", "echo", 3),
-                        ("skip", "segment_to_userflow", "no_user_id", 1)).snapshot()
-    documents = emf_documents(SPEC, activity(SPEC, before, after, {}), NOW_MS)
-    # THEN every line is EMF, with this invocation's change only, zeros included
+    count(stats, ("add", "segment_to_userflow", "accepted", 3),
+          ("skip", "segment_to_userflow", "echo", 1),
+          ("skip", "segment_to_userflow", "no_user_id", 1),
+          ("add", "segment_to_userflow", "upstream_calls", 5))  # kept, not a metric
+    documents = emitted(writer, stats)
+    # THEN every document is EMF, with this invocation's change only; the direction's first
+    # document of the minute has every counter, zeros included; the first skip reason rides
+    # on it as a second directive, the next has a document of its own
     assert [emf_problems(d) for d in documents] == [[]] * len(documents)
+    assert len(documents) == 2
     assert values_by_dimensions(documents) == {
         ("segment_to_userflow",): {"Accepted": 3, "Delivered": 0, "DeadLettered": 0,
                                    "Ambiguous": 0},
@@ -158,15 +171,66 @@ def test_an_invocation_emits_its_own_counts_per_direction_as_valid_emf() -> None
         ("segment_to_userflow", "no_user_id"): {"Skipped": 1},
     }
     assert all(d["_aws"]["Timestamp"] == NOW_MS for d in documents)
-    assert {d["_aws"]["CloudWatchMetrics"][0]["Namespace"] for d in documents} == {SPEC.namespace}
+    assert {directive["Namespace"] for d in documents
+            for directive in d["_aws"]["CloudWatchMetrics"]} == {SPEC.namespace}
 
 
-def test_a_batch_in_both_directions_writes_one_line_per_direction_with_latencies() -> None:
-    before = BridgeStats().snapshot()
-    after = stats_after(("add", "segment_to_userflow", "delivered", 2),
-                        ("add", "userflow_to_segment", "dead_lettered", 1)).snapshot()
+def test_zeros_are_written_once_a_minute_per_direction_counts_always() -> None:
+    writer, stats = EmfWriter(SPEC), BridgeStats()
+    minute = NOW_MS - NOW_MS % ZEROS_EVERY_MS
+    accepted = ("add", "userflow_to_segment", "accepted", 1)
+    first = emitted(writer, count(stats, accepted), now_ms=minute + 10)
+    # Later in the same minute: only the metrics with a count, so a document stays small.
+    later = emitted(writer, count(stats, accepted), now_ms=minute + ZEROS_EVERY_MS - 1)
+    # The other direction's first document of the minute has its own zeros.
+    other = emitted(writer, count(stats, ("add", "segment_to_userflow", "delivered", 2)),
+                    now_ms=minute + 20)
+    next_minute = emitted(writer, count(stats, accepted), now_ms=minute + ZEROS_EVERY_MS)
+    assert [values_by_dimensions(d) for d in (first, later, other, next_minute)] == [
+        {("userflow_to_segment",): {"Accepted": 1, "Delivered": 0, "DeadLettered": 0,
+                                    "Ambiguous": 0}},
+        {("userflow_to_segment",): {"Accepted": 1}},
+        {("segment_to_userflow",): {"Accepted": 0, "Delivered": 2, "DeadLettered": 0,
+                                    "Ambiguous": 0}},
+        {("userflow_to_segment",): {"Accepted": 1, "Delivered": 0, "DeadLettered": 0,
+                                    "Ambiguous": 0}},
+    ]
+    assert len(json.dumps(later[0])) < len(json.dumps(first[0])) - 100
+    assert [emf_problems(d) for d in (*first, *later, *other, *next_minute)] == [[]] * 4
+    # The one-count shortcut writes what the general way writes for the same metrics.
+    at = minute + ZEROS_EVERY_MS + 1
+    short = emitted(writer, count(stats, accepted), now_ms=at)
+    general = emitted(writer, count(stats, accepted, ("add", "userflow_to_segment",
+                                                      "upstream_calls", 1)), now_ms=at)
+    assert short == general
+    assert values_by_dimensions(short) == {("userflow_to_segment",): {"Accepted": 1}}
+
+
+def test_the_metrics_sum_to_the_containers_totals_whatever_the_mix() -> None:
+    # Many invocations in one minute, each counting something else: what CloudWatch sums
+    # from the documents is exactly what the bridge counted (no sampling, zeros add nothing).
+    writer, stats = EmfWriter(SPEC), BridgeStats()
+    sums: dict[tuple[str, ...], dict[str, int]] = {}
+    for i in range(60):
+        direction = DIRECTIONS[i % 2]
+        count(stats, ("add", direction, ("accepted", "delivered", "dead_lettered")[i % 3], i),
+              ("skip", direction, ("echo", "disabled")[i % 2], i % 4))
+        for key, values in values_by_dimensions(emitted(writer, stats, now_ms=NOW_MS + i)).items():
+            for metric, value in values.items():
+                sums.setdefault(key, {})[metric] = sums.get(key, {}).get(metric, 0) + value
+    totals = stats.snapshot()
+    for direction in DIRECTIONS:
+        for counter, metric in COUNTER_METRICS.items():
+            assert sums[(direction,)].get(metric, 0) == totals[direction][counter]
+        for reason, n in totals[direction]["skipped"].items():
+            assert sums[(direction, reason)]["Skipped"] == n
+
+
+def test_a_batch_in_both_directions_writes_one_document_per_direction_with_latencies() -> None:
+    stats = count(BridgeStats(), ("add", "segment_to_userflow", "delivered", 2),
+                  ("add", "userflow_to_segment", "dead_lettered", 1))
     latencies = {"segment_to_userflow": [120, 80], "userflow_to_segment": [5000]}
-    documents = emf_documents(SPEC, activity(SPEC, before, after, latencies), NOW_MS)
+    documents = emitted(EmfWriter(SPEC), stats, latencies)
     assert [emf_problems(d) for d in documents] == [[], []]
     found = values_by_dimensions(documents)
     assert found[("segment_to_userflow",)]["Delivered"] == 2
@@ -180,22 +244,28 @@ def test_a_batch_in_both_directions_writes_one_line_per_direction_with_latencies
 
 def test_more_than_100_latencies_are_split_across_lines() -> None:
     latencies = {"segment_to_userflow": list(range(250))}
-    documents = emf_documents(SPEC, activity(SPEC, {}, {}, latencies), NOW_MS)
+    documents = emitted(EmfWriter(SPEC), BridgeStats(), latencies)
     assert [emf_problems(d) for d in documents] == [[]] * 3
     assert [len(d["DeliveryLatency"]) for d in documents] == [100, 100, 50]
     assert [v for d in documents for v in d["DeliveryLatency"]] == list(range(250))
 
 
 def test_an_idle_invocation_writes_nothing() -> None:
-    snapshot = stats_after(("add", "userflow_to_segment", "accepted", 4)).snapshot()
-    assert emf_documents(SPEC, activity(SPEC, snapshot, snapshot, {}), NOW_MS) == []
+    writer, stats = EmfWriter(SPEC), count(BridgeStats(), ("add", "userflow_to_segment",
+                                                           "accepted", 4))
+    stats.take_changes()
+    # Counters that are no metric (and adding nothing) make no document either.
+    count(stats, ("add", "userflow_to_segment", "upstream_calls", 1),
+          ("add", "segment_to_userflow", "duplicates", 0))
+    assert emitted(writer, stats) == []
 
 
 def test_a_reason_that_is_not_a_reason_name_is_counted_as_other() -> None:
     # A reason carrying data (here an address) must never become a dimension value.
-    after = stats_after(("skip", "userflow_to_segment", "user@example.com", 2),
-                        ("skip", "userflow_to_segment", "Bad Reason", 1)).snapshot()
-    documents = emf_documents(SPEC, activity(SPEC, {}, after, {}), NOW_MS)
+    stats = count(BridgeStats(), ("skip", "userflow_to_segment", "user@example.com", 2),
+                  ("skip", "userflow_to_segment", "Bad Reason", 1))
+    documents = emitted(EmfWriter(SPEC), stats)
+    assert [emf_problems(d) for d in documents] == [[]]
     assert values_by_dimensions(documents)[("userflow_to_segment", "other")] == {"Skipped": 3}
     assert "example.com" not in json.dumps(documents)
 
@@ -215,7 +285,7 @@ def test_latencies_count_settled_records_of_known_directions_only() -> None:
     assert settled_latencies_ms({"rawPath": "/segment"}, {}, NOW_MS, SPEC.directions) == {}
 
 
-def test_measured_writes_the_lines_through_the_bridges_log(
+def test_measured_writes_the_metrics_on_the_invocations_own_line(
     log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BRIDGE_METRICS", BridgeMetricsDefinition("staging").settings_json())
@@ -224,14 +294,52 @@ def test_measured_writes_the_lines_through_the_bridges_log(
 
     def handle(event: Any, context: Any) -> dict[str, Any]:
         stats.add("segment_to_userflow", "delivered")
+        stats.skip("segment_to_userflow", "echo")
+        stats.skip("segment_to_userflow", "disabled")
+        logs.log("ledger unavailable", "WARNING")  # not held: written when it happens
+        logs.summary("batch", records=1, delivered=1)
         return {"batchItemFailures": []}
 
     answer = measured(stats, handle, event, None, clock=lambda: NOW_MS / 1000)
     assert answer == {"batchItemFailures": []}
     lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
-    assert len(lines) == 1 and emf_problems(lines[0]) == []
-    assert (lines[0]["message"], lines[0]["Delivered"], lines[0]["DeliveryLatency"]) == (
-        "metrics", 1, [250])
+    assert [line["message"] for line in lines] == ["ledger unavailable", "batch", "metrics"]
+    warning, batch, more = lines
+    assert [emf_problems(line) for line in (batch, more)] == [[], []] and "_aws" not in warning
+    assert (batch["records"], batch["delivered"], batch["Delivered"],
+            batch["DeliveryLatency"]) == (1, 1, 1, [250])
+    assert values_by_dimensions([batch, more]) == {
+        ("segment_to_userflow",): {"Accepted": 0, "Delivered": 1, "DeadLettered": 0,
+                                   "Ambiguous": 0, "DeliveryLatency": [250]},
+        ("segment_to_userflow", "disabled"): {"Skipped": 1},
+        ("segment_to_userflow", "echo"): {"Skipped": 1},
+    }
+
+
+def summing_up(event: Any, context: Any) -> dict[str, Any]:
+    """A handler that counts nothing and writes its line."""
+    logs.summary("request", status=200)
+    return {}
+
+
+def test_a_handler_that_raises_still_writes_its_line_and_no_metrics(
+    log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_METRICS", BridgeMetricsDefinition("staging").settings_json())
+    stats = BridgeStats()
+
+    def handle(event: Any, context: Any) -> dict[str, Any]:
+        stats.add("userflow_to_segment", "accepted")
+        logs.summary("request", status=200)
+        raise RuntimeError("after its line")
+
+    with pytest.raises(RuntimeError):
+        measured(stats, handle, {}, None)
+    (line,) = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    assert line["message"] == "request" and "_aws" not in line
+    # And the next invocation's metrics are its own, not the failed one's.
+    measured(stats, summing_up, {}, None)
+    assert "_aws" not in json.loads(log_lines.getvalue().splitlines()[-1])
 
 
 def test_without_a_definition_nothing_is_emitted(
@@ -246,6 +354,10 @@ def test_without_a_definition_nothing_is_emitted(
 
     assert measured(stats, handle, {}, None) == {"statusCode": 200}
     assert log_lines.getvalue() == ""
+    # The invocation's own line is written as it comes, with nothing joined to it.
+    measured(stats, summing_up, {}, None)
+    (line,) = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    assert line["message"] == "request" and "_aws" not in line
 
 
 def test_a_bad_definition_disables_metrics_once_and_keeps_answering(
@@ -283,11 +395,13 @@ def test_the_lambda_entry_points_emit_through_their_one_call_site(
             QueueUrl=s.queue_url, AttributeNames=["All"], MessageAttributeNames=["All"],
         )["Messages"]
         delivery.handler({"Records": [lambda_record(message)]}, None)
-    # THEN one EMF line each: accepted by ingest, delivered with its latency by delivery
+    # THEN one line each, the request's and the batch's, carrying their metrics: accepted by
+    # ingest, delivered with its latency by delivery
     lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
-    emitted = [line for line in lines if "_aws" in line]
-    assert [emf_problems(line) for line in emitted] == [[], []]
-    accepted, delivered = emitted
+    with_metrics = [line for line in lines if "_aws" in line]
+    assert [emf_problems(line) for line in with_metrics] == [[], []]
+    accepted, delivered = with_metrics
+    assert (accepted["message"], delivered["message"]) == ("request", "batch")
     assert (accepted["Direction"], accepted["Accepted"]) == ("segment_to_userflow", 1)
     assert (delivered["Direction"], delivered["Delivered"]) == ("segment_to_userflow", 1)
     assert len(delivered["DeliveryLatency"]) == 1 and delivered["DeliveryLatency"][0] >= 0

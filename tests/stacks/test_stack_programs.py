@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.aws.functions import DELIVERY_HANDLER, INGEST_HANDLER
+from components.aws.functions import DELIVERY_HANDLER, INGEST_HANDLER, SYSTEM_LOG_LEVEL
 from components.aws.packaging import MAX_ZIP_BYTES
 from components.aws.queue import VISIBILITY_TIMEOUT_FACTOR
 from components.config import SECRET_KEYS, StackConfig, parse_config
@@ -237,6 +237,9 @@ def test_each_function_is_python_arm_with_its_role_logs_and_config(aws_run: Run)
         assert function["role"].endswith(f":role/{PROJECT}-{env}-{role}-role")
         log_group = one(aws_run, LOG_GROUP, f"functions-{role}-logs")["inputs"]
         assert function["loggingConfig"]["logFormat"] == "JSON"
+        # What bench/cost_model.py counts: Lambda's INFO records (start, report) left out.
+        assert (function["loggingConfig"]["systemLogLevel"],
+                function["loggingConfig"]["applicationLogLevel"]) == (SYSTEM_LOG_LEVEL, "INFO")
         assert function["loggingConfig"]["logGroup"] == log_group["name"]
         assert log_group["retentionInDays"] == config.log_retention_days
         archive = Path(function["code"]["path"])
