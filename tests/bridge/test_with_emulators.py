@@ -71,9 +71,15 @@ def test_round_trip_through_both_emulators_without_echo(
     app.identify("u1", {"email": "u1@example.com", "firstName": "Ada",
                         "createdAt": "2024-01-01T00:00:00Z"})
     app.track("u1", "Order Completed", {"revenue": 12})
-    # THEN Userflow gets the user and the event
-    assert wait_for(lambda: any(e["name"] == "order_completed"
-                                for e in userflow.state()["events"]), timeout=15)
+    # THEN Userflow gets the user and the event. One batch carries both, and delivery makes
+    # its calls in parallel: the event may land first (Userflow then creates the user) and the
+    # identify's attributes a moment later, so wait for both.
+    def identified() -> bool:
+        return any(u["id"] == "u1" and "email" in u["attributes"]
+                   for u in userflow.state()["users"])
+
+    assert wait_for(lambda: identified() and any(
+        e["name"] == "order_completed" for e in userflow.state()["events"]), timeout=15)
     [user] = [u for u in userflow.state()["users"] if u["id"] == "u1"]
     assert user["attributes"]["email"] == "u1@example.com"
     assert user["attributes"]["first_name"] == "Ada"
